@@ -1,0 +1,28 @@
+//! Everything the muster `agent` and `ctl` must agree on, and nothing that only one of them needs.
+//!
+//! The wire stack, bottom to top (each layer is one module and knows only the one below):
+//!
+//! - [`frame`]: a 4-byte big-endian length prefix around every message, with a maximum checked
+//!   before anything is allocated.
+//! - [`auth`]: the mutual HMAC-SHA256 challenge-response that opens every connection and
+//!   derives the per-connection session keys.
+//! - [`channel`]: after authentication, every frame carries a sequence number and an
+//!   HMAC-SHA256 tag, so frames cannot be forged, replayed or reordered. Encryption, when it
+//!   comes, belongs in this layer alone.
+//! - [`message`]: what travels inside a channel frame: JSON control messages, or raw bulk bytes.
+//!
+//! Beside the wire: [`key`] reads and writes the shared key file, and [`inventory`] models the
+//! operator's grouped host list. `docs/PROTOCOL.md` describes the same protocol for people
+//! writing another peer; keep the two in step.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod channel;
+pub mod frame;
+pub mod inventory;
+pub mod key;
+pub mod message;
+
+/// The protocol version both sides put into the handshake. A peer speaking another version is
+/// refused during the handshake, before any request is read.
+pub const PROTOCOL_VERSION: u8 = 1;
