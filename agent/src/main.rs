@@ -1,1 +1,167 @@
-fn main(){}
+//! `agent`: the muster daemon that runs on every managed host.
+//!
+//! This file only wires things together: parse the flags, set up logging, load the key,
+//! bind the listener, and serve until SIGINT or SIGTERM. The work is in [`server`] (accepting
+//! connections), [`session`] (one authenticated connection) and [`exec`] (one command).
+
+mod exec;
+mod server;
+mod session;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use common::key::Key;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Runs shell commands for muster controllers that prove they hold the fleet key.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address and port to listen on; port 0 picks a free one (printed on stdout).
+    #[arg(long, default_value = "0.0.0.0:7070", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+
+    /// The shared fleet key (hex text, mode 0600).
+    #[arg(long, value_name = "PATH")]
+    key_file: PathBuf,
+
+    /// Also write diagnostic logs to daily-rotated files (agent.log.YYYY-MM-DD) in this folder.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+
+    /// Drop a connection that has not authenticated within this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    handshake_timeout: u64,
+
+    /// Drop an authenticated connection that sends no request, or does not take our output,
+    /// for this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    idle_timeout: u64,
+
+    /// After SIGTERM to a command's process group, wait this long before SIGKILL.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    kill_grace: u64,
+
+    /// Serve at most this many connections at once; more wait in the listen queue.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
+
+    /// More diagnostics (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Only warnings and errors; RUST_LOG overrides.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let _log_guard = init_logging(&args);
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("agent: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let key = Key::load(&args.key_file)?;
+    let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), "listening");
+    // Scripts and tests read this line to learn the port; it is the only thing on stdout.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {local}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let config = Arc::new(server::Config {
+        key,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        kill_grace: Duration::from_secs(args.kill_grace),
+        max_connections: args.max_connections,
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    server::serve(listener, config, shutdown).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds with SO_REUSEADDR, so a restarted agent can listen again at once even while
+/// connections of its previous life sit in TIME_WAIT.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+    shutdown.cancel();
+}
+
+/// Diagnostics go to stderr and, with `--log-dir`, to daily files. The returned guard
+/// flushes the file writer when `main` ends.
+fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let default_level = match (args.quiet, args.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level))
+    };
+    let stderr_layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter());
+    let (file_layer, guard) = match &args.log_dir {
+        Some(dir) => {
+            let appender = tracing_appender::rolling::daily(dir, "agent.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .init();
+    guard
+}

@@ -35,6 +35,10 @@ pub enum Request {
         command: String,
         /// Kill the command's process group after this many milliseconds.
         timeout_ms: Option<u64>,
+        /// The controller's operation id, so the agent's log lines can be matched with the
+        /// controller's operation log.
+        #[serde(default)]
+        op_id: Option<String>,
     },
     /// Stop the running command: its process group gets SIGTERM, then SIGKILL after a grace
     /// period. The agent still answers the pending `Exec` with [`Reply::Exit`].
@@ -174,6 +178,7 @@ mod tests {
         let exec = Packet::Control(Request::Exec {
             command: "uptime".into(),
             timeout_ms: Some(5000),
+            op_id: Some("01J0000000000000000000000".into()),
         });
         assert_eq!(round_trip(&exec), exec);
         let exit = Packet::Control(Reply::Exit {
