@@ -1,0 +1,169 @@
+//! The command line of `ctl`, as clap derive types. Parsing only: turning these flags into a
+//! plan (inventory, targets, key) is `plan`'s job, so nothing here touches a file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run commands on groups of hosts at once, through their muster agents.
+#[derive(Debug, Parser)]
+#[command(name = "ctl", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No diagnostics but errors; RUST_LOG overrides.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a shell command on every target at once, streaming each host's output.
+    Run(RunArgs),
+    /// Check that each target's agent answers: connect, authenticate, round trip.
+    Ping(PingArgs),
+    /// List the targets a selection resolves to, without contacting them.
+    Hosts(HostsArgs),
+    /// Write a new random fleet key to PATH (mode 0600); never overwrites.
+    Keygen(KeygenArgs),
+}
+
+/// Which hosts to act on.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Hosts of these groups (repeatable, or comma-separated; `all` is every host).
+    #[arg(short = 'g', long = "group", value_name = "GROUP", value_delimiter = ',')]
+    pub groups: Vec<String>,
+
+    /// These hosts (repeatable, or comma-separated; ranges like web[01:04] expand).
+    #[arg(short = 'H', long = "host", value_name = "HOST", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+
+    /// Leave out these hosts or groups (repeatable, or comma-separated).
+    #[arg(short = 'x', long, value_name = "NAME", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+
+    /// The inventory file.
+    #[arg(
+        short = 'i',
+        long,
+        env = "CTL_INVENTORY",
+        default_value = "inventory.yaml",
+        value_name = "PATH"
+    )]
+    pub inventory: PathBuf,
+}
+
+/// How to reach the targets.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The fleet key file, instead of the inventory's `defaults.key_file`.
+    #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// At most this many hosts in flight at once.
+    #[arg(short = 'f', long, default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+
+    /// Give up on a host that has not connected and authenticated within SECS.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub connect_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Kill the command's whole process group on a host after SECS; the host is `timeout`.
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+
+    /// One JSON object per host per line on stdout, instead of `HOST: line` output.
+    #[arg(long, conflicts_with = "gather")]
+    pub json: bool,
+
+    /// After all hosts finish, print each distinct output once under the hosts that gave it.
+    #[arg(short = 'b', long)]
+    pub gather: bool,
+
+    /// Folder of the operation log (audit.jsonl).
+    #[arg(long, env = "CTL_LOG_DIR", default_value = "logs", value_name = "DIR")]
+    pub log_dir: PathBuf,
+
+    /// The shell command line, run with `sh -c` (words are joined with spaces).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true,
+          value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// One JSON object per host per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key, e.g. keys/fleet.key.
+    pub path: PathBuf,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Ok(secs),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn groups_split_on_commas_and_repeat() {
+        let cli = Cli::try_parse_from(["ctl", "run", "-g", "web,db", "-g", "app", "uptime"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.targets.groups, ["web", "db", "app"]);
+        assert_eq!(run.command, ["uptime"]);
+    }
+
+    #[test]
+    fn the_command_keeps_its_own_flags() {
+        let cli = Cli::try_parse_from(["ctl", "run", "-g", "web", "ls", "-la", "/tmp"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command.join(" "), "ls -la /tmp");
+    }
+}

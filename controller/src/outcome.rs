@@ -1,0 +1,73 @@
+//! What happened on one host: the value every per-host task produces and the printer, the
+//! summary and the operation log consume. A host's failure is data here, never an `Err`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How an operation ended on one host. The names are part of the `--json` output and of the
+/// operation log, so they do not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The command exited 0 (or the ping was answered).
+    Ok,
+    /// The command exited non-zero or was killed by a signal nobody on our side sent.
+    Failed,
+    /// The agent killed the command when `--timeout` expired.
+    Timeout,
+    /// Stopped by Ctrl-C on `ctl`.
+    Cancelled,
+    /// No TCP connection could be made in time.
+    Unreachable,
+    /// Connected, but the two sides hold different keys.
+    AuthFailed,
+    /// Anything else: a broken connection, a protocol error, a command that could not start.
+    Error,
+}
+
+impl Status {
+    /// The name used on the wire-facing outputs, e.g. `auth_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Cancelled => "cancelled",
+            Status::Unreachable => "unreachable",
+            Status::AuthFailed => "auth_failed",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// The end of one host's part in an operation.
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration: Duration,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Why the host did not succeed, in words, when there is more to say than the status.
+    pub error: Option<String>,
+    /// The agent's release (ping only).
+    pub agent_version: Option<String>,
+}
+
+impl HostOutcome {
+    /// An outcome with no command result: the host failed before or outside the command.
+    pub fn failure(status: Status, error: impl Into<String>, duration: Duration) -> HostOutcome {
+        HostOutcome {
+            status,
+            exit_code: None,
+            signal: None,
+            duration,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            error: Some(error.into()),
+            agent_version: None,
+        }
+    }
+}
