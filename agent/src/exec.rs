@@ -68,7 +68,12 @@ pub async fn run(
     tracing::Span::current().record("pid", pid);
     tracing::info!(command, "command started");
     let started = std::time::Instant::now();
-    send_within(channel, &Packet::Control(Reply::Started { pid }), limits.send_timeout).await?;
+    send_within(
+        channel,
+        &Packet::Control(Reply::Started { pid }),
+        limits.send_timeout,
+    )
+    .await?;
 
     let (status, reason) = stream_until_exit(channel, &mut child, &group, limits, shutdown).await?;
     let exit = Reply::Exit {

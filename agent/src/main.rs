@@ -81,7 +81,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     let key = Key::load(&args.key_file)?;
-    let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), "listening");
     // Scripts and tests read this line to learn the port; it is the only thing on stdout.
@@ -141,9 +142,8 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter());

@@ -111,7 +111,11 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
         server: server_nonce,
     };
     verify_proof(key, SERVER_PROOF, &nonces, server_proof)?;
-    send(&mut framed, Bytes::copy_from_slice(&proof(key, CLIENT_PROOF, &nonces))).await?;
+    send(
+        &mut framed,
+        Bytes::copy_from_slice(&proof(key, CLIENT_PROOF, &nonces)),
+    )
+    .await?;
 
     match recv(&mut framed).await?.as_ref() {
         [ACCEPTED] => Ok(Channel::new(
@@ -272,7 +276,10 @@ mod tests {
         client.send(&Packet::Control(Request::Ping)).await.unwrap();
         let got: Packet<Request> = server.recv().await.unwrap().unwrap();
         assert_eq!(got, Packet::Control(Request::Ping));
-        server.send(&Packet::Control(Request::Cancel)).await.unwrap();
+        server
+            .send(&Packet::Control(Request::Cancel))
+            .await
+            .unwrap();
         let got: Packet<Request> = client.recv().await.unwrap().unwrap();
         assert_eq!(got, Packet::Control(Request::Cancel));
     }
@@ -324,7 +331,9 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move { server_handshake(framed(b), &key(1)).await });
         let mut raw = framed(a);
-        raw.send(Bytes::from_static(b"GET / HTTP/1.1")).await.unwrap();
+        raw.send(Bytes::from_static(b"GET / HTTP/1.1"))
+            .await
+            .unwrap();
         let err = server.await.unwrap().err().unwrap();
         assert!(matches!(err, AuthError::Malformed(_)), "{err}");
     }
@@ -334,6 +343,9 @@ mod tests {
         let mut frame = hello(&[0; NONCE_LEN], &[]).to_vec();
         frame[4] = 99;
         let err = parse_client_hello(&frame).unwrap_err();
-        assert!(matches!(err, AuthError::VersionMismatch { theirs: 99, .. }), "{err}");
+        assert!(
+            matches!(err, AuthError::VersionMismatch { theirs: 99, .. }),
+            "{err}"
+        );
     }
 }

@@ -201,13 +201,19 @@ mod tests {
         let (mut client, mut server) = pair();
         client.send(&Packet::Control(Request::Ping)).await.unwrap();
         client
-            .send(&Packet::<Request>::Output(Stream::Stdout, Bytes::from_static(b"x")))
+            .send(&Packet::<Request>::Output(
+                Stream::Stdout,
+                Bytes::from_static(b"x"),
+            ))
             .await
             .unwrap();
         let first: Packet<Request> = server.recv().await.unwrap().unwrap();
         assert_eq!(first, Packet::Control(Request::Ping));
         let second: Packet<Request> = server.recv().await.unwrap().unwrap();
-        assert_eq!(second, Packet::Output(Stream::Stdout, Bytes::from_static(b"x")));
+        assert_eq!(
+            second,
+            Packet::Output(Stream::Stdout, Bytes::from_static(b"x"))
+        );
         drop(client);
         assert!(server.recv::<Request>().await.unwrap().is_none());
     }

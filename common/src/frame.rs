@@ -57,7 +57,9 @@ mod tests {
         let mut raw = b;
         tx.send(Bytes::from_static(b"hello")).await.unwrap();
         let mut buf = [0u8; 9];
-        tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf).await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf)
+            .await
+            .unwrap();
         assert_eq!(&buf, b"\x00\x00\x00\x05hello");
     }
 

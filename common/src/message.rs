@@ -191,7 +191,8 @@ mod tests {
 
     #[test]
     fn output_travels_raw_including_invalid_utf8() {
-        let out: Packet<Reply> = Packet::Output(Stream::Stderr, Bytes::from_static(b"\xff\x00ok\n"));
+        let out: Packet<Reply> =
+            Packet::Output(Stream::Stderr, Bytes::from_static(b"\xff\x00ok\n"));
         let encoded = out.encode(0);
         assert_eq!(&encoded[..], b"\x02\xff\x00ok\n");
         assert_eq!(round_trip(&out), out);

@@ -37,7 +37,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// Hosts of these groups (repeatable, or comma-separated; `all` is every host).
-    #[arg(short = 'g', long = "group", value_name = "GROUP", value_delimiter = ',')]
+    #[arg(
+        short = 'g',
+        long = "group",
+        value_name = "GROUP",
+        value_delimiter = ','
+    )]
     pub groups: Vec<String>,
 
     /// These hosts (repeatable, or comma-separated; ranges like web[01:04] expand).
@@ -101,8 +106,12 @@ pub struct RunArgs {
     pub log_dir: PathBuf,
 
     /// The shell command line, run with `sh -c` (words are joined with spaces).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true,
-          value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -150,7 +159,8 @@ mod tests {
 
     #[test]
     fn groups_split_on_commas_and_repeat() {
-        let cli = Cli::try_parse_from(["ctl", "run", "-g", "web,db", "-g", "app", "uptime"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["ctl", "run", "-g", "web,db", "-g", "app", "uptime"]).unwrap();
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };

@@ -57,17 +57,31 @@ pub struct HostOutcome {
 }
 
 impl HostOutcome {
-    /// An outcome with no command result: the host failed before or outside the command.
-    pub fn failure(status: Status, error: impl Into<String>, duration: Duration) -> HostOutcome {
+    /// A success with nothing more to say than how long it took.
+    pub fn succeeded(duration: Duration) -> HostOutcome {
         HostOutcome {
-            status,
+            status: Status::Ok,
             exit_code: None,
             signal: None,
             duration,
             stdout_bytes: 0,
             stderr_bytes: 0,
-            error: Some(error.into()),
+            error: None,
             agent_version: None,
         }
+    }
+
+    /// An outcome with no command result: the host failed before or outside the command.
+    pub fn failure(status: Status, error: impl Into<String>, duration: Duration) -> HostOutcome {
+        HostOutcome {
+            status,
+            error: Some(error.into()),
+            ..HostOutcome::succeeded(duration)
+        }
+    }
+
+    /// True for the statuses that count as success for the exit status.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
     }
 }

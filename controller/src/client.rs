@@ -1,0 +1,260 @@
+//! One host, one operation: connect, authenticate, send the request, follow the replies to
+//! the end, and say what happened as a [`HostOutcome`]. Every failure becomes an outcome with
+//! a status; nothing here returns an `Err` to the fan-out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::auth::{self, AuthError};
+use common::channel::Channel;
+use common::frame;
+use common::inventory::Host;
+use common::key::Key;
+use common::message::{EndReason, Packet, Reply, Request, Stream};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::{HostOutcome, Status};
+use crate::output::OutputSink;
+
+/// How long, after asking an agent to cancel, we wait for its final report. The agent needs
+/// its kill grace (5 s by default) to escalate from SIGTERM to SIGKILL.
+const CANCEL_REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// What a client needs to reach any host; cheap to clone into every host's task.
+#[derive(Clone)]
+pub struct Connector {
+    pub key: Arc<Key>,
+    pub connect_timeout: Duration,
+}
+
+/// The two ways an operator stops an operation: the first Ctrl-C asks agents to cancel and
+/// waits for their reports; the second stops waiting.
+#[derive(Clone, Default)]
+pub struct Stop {
+    pub cancel: CancellationToken,
+    pub abandon: CancellationToken,
+}
+
+/// An established, authenticated connection, or the outcome that explains why there is none.
+type Connected = Result<Channel<TcpStream>, HostOutcome>;
+
+impl Connector {
+    /// Connects and authenticates within the connect timeout.
+    pub async fn connect(&self, host: &Host, started: Instant) -> Connected {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let endpoint = host.endpoint();
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(&endpoint)).await {
+            Err(_) => {
+                let why = format!(
+                    "connect to {endpoint} timed out after {:?}",
+                    self.connect_timeout
+                );
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
+            }
+            Ok(Err(err)) => {
+                let why = format!("connect to {endpoint}: {err}");
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let handshake = auth::client_handshake(frame::framed(stream), &self.key);
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Err(_) => Err(HostOutcome::failure(
+                Status::Error,
+                format!("{endpoint} did not complete the handshake in time"),
+                started.elapsed(),
+            )),
+            Ok(Err(err)) => Err(handshake_failure(&err, started)),
+            Ok(Ok(channel)) => Ok(channel),
+        }
+    }
+}
+
+fn handshake_failure(err: &AuthError, started: Instant) -> HostOutcome {
+    let status = if err.is_key_mismatch() {
+        Status::AuthFailed
+    } else {
+        Status::Error
+    };
+    HostOutcome::failure(status, err.to_string(), started.elapsed())
+}
+
+/// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
+/// trip alone, so that connection set-up does not hide a slow agent.
+pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
+    let started = Instant::now();
+    let mut channel = match connector.connect(host, started).await {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
+    let round_trip = Instant::now();
+    let exchange = async {
+        channel.send(&Packet::Control(Request::Ping)).await?;
+        channel.recv::<Reply>().await
+    };
+    match tokio::time::timeout(connector.connect_timeout, exchange).await {
+        Ok(Ok(Some(Packet::Control(Reply::Pong { agent_version })))) => HostOutcome {
+            agent_version: Some(agent_version),
+            ..HostOutcome::succeeded(round_trip.elapsed())
+        },
+        Ok(Ok(other)) => protocol_error(format!("unexpected answer to ping: {other:?}"), started),
+        Ok(Err(err)) => protocol_error(err.to_string(), started),
+        Err(_) => protocol_error("no answer to ping in time".into(), started),
+    }
+}
+
+/// Runs one command on one host, handing its output to `sink` as it arrives.
+pub async fn run(
+    connector: &Connector,
+    host: &Host,
+    exec: Request,
+    sink: &OutputSink,
+    stop: &Stop,
+) -> HostOutcome {
+    let started = Instant::now();
+    let connected = tokio::select! {
+        _ = stop.cancel.cancelled() => return cancelled_before_start(started),
+        connected = connector.connect(host, started) => connected,
+    };
+    let mut channel = match connected {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
+    if let Err(err) = channel.send(&Packet::Control(exec)).await {
+        return protocol_error(err.to_string(), started);
+    }
+    follow_command(&mut channel, sink, stop, started).await
+}
+
+/// Reads the agent's replies until the command's `Exit`, passing output on; on Ctrl-C asks
+/// the agent to cancel and waits (boundedly) for its report.
+async fn follow_command(
+    channel: &mut Channel<TcpStream>,
+    sink: &OutputSink,
+    stop: &Stop,
+    started: Instant,
+) -> HostOutcome {
+    let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
+    let mut cancel_sent = false;
+    let mut report_deadline = None;
+    loop {
+        let packet = tokio::select! {
+            _ = stop.cancel.cancelled(), if !cancel_sent => {
+                cancel_sent = true;
+                report_deadline = Some(tokio::time::Instant::now() + CANCEL_REPORT_WAIT);
+                if channel.send(&Packet::Control(Request::Cancel)).await.is_err() {
+                    return HostOutcome::failure(Status::Cancelled, "cancelled; connection lost", started.elapsed());
+                }
+                continue;
+            }
+            _ = stop.abandon.cancelled() => {
+                return HostOutcome::failure(Status::Cancelled, "cancelled; stopped waiting for the agent's report", started.elapsed());
+            }
+            _ = sleep_until(report_deadline) => {
+                return HostOutcome::failure(Status::Cancelled, "cancelled; the agent did not confirm in time", started.elapsed());
+            }
+            packet = channel.recv::<Reply>() => packet,
+        };
+        match packet {
+            Ok(Some(Packet::Output(stream, bytes))) => {
+                match stream {
+                    Stream::Stdout => stdout_bytes += bytes.len() as u64,
+                    Stream::Stderr => stderr_bytes += bytes.len() as u64,
+                }
+                sink.output(stream, bytes).await;
+            }
+            Ok(Some(Packet::Control(Reply::Started { .. }))) => {}
+            Ok(Some(Packet::Control(Reply::Exit {
+                code,
+                signal,
+                reason,
+            }))) => {
+                let mut outcome = command_outcome(code, signal, reason, started.elapsed());
+                outcome.stdout_bytes = stdout_bytes;
+                outcome.stderr_bytes = stderr_bytes;
+                return outcome;
+            }
+            Ok(Some(Packet::Control(Reply::Error { message }))) => {
+                return HostOutcome::failure(Status::Error, message, started.elapsed())
+            }
+            Ok(Some(Packet::Control(other))) => {
+                return protocol_error(format!("unexpected reply {other:?}"), started)
+            }
+            Ok(None) => {
+                return protocol_error(
+                    "the agent closed the connection mid-command".into(),
+                    started,
+                )
+            }
+            Err(err) => return protocol_error(err.to_string(), started),
+        }
+    }
+}
+
+fn command_outcome(
+    code: Option<i32>,
+    signal: Option<i32>,
+    reason: EndReason,
+    duration: Duration,
+) -> HostOutcome {
+    let (status, error) = match (reason, code, signal) {
+        (EndReason::Timeout, ..) => (
+            Status::Timeout,
+            Some("timed out; process group killed".to_owned()),
+        ),
+        (EndReason::Cancelled, ..) => (
+            Status::Cancelled,
+            Some("cancelled; process group killed".to_owned()),
+        ),
+        (EndReason::Exited, Some(0), _) => (Status::Ok, None),
+        (EndReason::Exited, Some(code), _) => {
+            (Status::Failed, Some(format!("exited with code {code}")))
+        }
+        (EndReason::Exited, None, Some(signal)) => {
+            (Status::Failed, Some(format!("killed by signal {signal}")))
+        }
+        (EndReason::Exited, None, None) => (
+            Status::Error,
+            Some("the agent reported no exit status".to_owned()),
+        ),
+    };
+    HostOutcome {
+        status,
+        exit_code: code,
+        signal,
+        duration,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        error,
+        agent_version: None,
+    }
+}
+
+fn cancelled_before_start(started: Instant) -> HostOutcome {
+    HostOutcome::failure(
+        Status::Cancelled,
+        "cancelled before it started",
+        started.elapsed(),
+    )
+}
+
+fn protocol_error(error: String, started: Instant) -> HostOutcome {
+    HostOutcome::failure(Status::Error, error, started.elapsed())
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
