@@ -674,9 +674,11 @@ fn is_dns_name(text: &str) -> bool {
     labels_ok && !all_numeric
 }
 
-/// Host and group names end up in output prefixes, logs and command lines, so keep them plain.
+/// Host and group names end up in output prefixes, logs, command lines and file names (kept
+/// output, pulled files), so keep them plain: no leading dot, so never `.` or `..`.
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with('.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -1231,6 +1233,18 @@ groups:
             "got {err:?}"
         );
         assert!(err.to_string().contains("\"web[1-3]\""), "got {err}");
+    }
+
+    #[test]
+    fn a_host_name_that_could_climb_out_of_a_folder_is_rejected() {
+        // Host names become file names (kept output, pulled files).
+        for name in ["..", ".", ".hidden"] {
+            let err = parse(&format!("hosts:\n  \"{name}\": 10.0.0.1\n")).unwrap_err();
+            assert!(
+                matches!(err, InventoryError::BadHostName { .. }),
+                "{name}: got {err:?}"
+            );
+        }
     }
 
     #[test]
