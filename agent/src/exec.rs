@@ -64,7 +64,7 @@ pub async fn run(
         }
     };
     let pid = child.id().expect("a just-spawned child has a pid");
-    let group = ProcessGroup::new(pid);
+    let group = ProcessGroup::new(pid, limits.kill_grace);
     tracing::Span::current().record("pid", pid);
     tracing::info!(command, "command started");
     let started = std::time::Instant::now();
@@ -88,7 +88,12 @@ pub async fn run(
         duration_ms = started.elapsed().as_millis() as u64,
         "command finished"
     );
-    group.disarm();
+    if reason == EndReason::Exited {
+        group.disarm();
+    }
+    // Otherwise the guard, dropped at the end of this function, makes sure of the kill:
+    // members of the group that ignored SIGTERM get SIGKILL after the grace period even
+    // when the shell itself is gone already.
     send_within(channel, &Packet::Control(exit), limits.send_timeout).await
 }
 
@@ -131,7 +136,6 @@ async fn stream_until_exit(
         kill_at: None,
         stop_reading_at: None,
     };
-    let mut controller_gone = false;
     loop {
         let reading = stdout.is_some() || stderr.is_some();
         if let Some(status) = progress.status {
@@ -165,20 +169,18 @@ async fn stream_until_exit(
                 stdout = None;
                 stderr = None;
             }
-            request = channel.recv::<Request>(), if !controller_gone => match request {
+            request = channel.recv::<Request>() => match request {
                 Ok(Some(Packet::Control(Request::Cancel))) => {
                     tracing::info!("cancelled by the controller");
                     stop(group, &mut progress, EndReason::Cancelled, limits);
                 }
+                // Whatever else arrives, the controller is gone or broken: the connection
+                // ends here, and dropping the group's guard stops the command.
                 Ok(Some(other)) => {
-                    group.signal(Signal::SIGKILL);
                     return Err(format!("unexpected message while a command runs: {other:?}"));
                 }
-                Ok(None) | Err(_) => {
-                    tracing::info!("controller went away, stopping the command");
-                    controller_gone = true;
-                    stop(group, &mut progress, EndReason::Cancelled, limits);
-                }
+                Ok(None) => return Err("the controller closed the connection mid-command".into()),
+                Err(err) => return Err(err.to_string()),
             },
             _ = shutdown.cancelled(), if progress.reason == EndReason::Exited && progress.status.is_none() => {
                 stop(group, &mut progress, EndReason::Cancelled, limits);
@@ -189,7 +191,9 @@ async fn stream_until_exit(
 
 /// Sends SIGTERM to the group now and schedules SIGKILL after the grace period.
 fn stop(group: &ProcessGroup, progress: &mut Progress, reason: EndReason, limits: &Limits) {
-    if progress.reason != EndReason::Exited {
+    // Once the shell has exited by itself, the command's result stands: a cancel or
+    // shutdown during the linger does not turn it into `cancelled`.
+    if progress.reason != EndReason::Exited || progress.status.is_some() {
         return;
     }
     progress.reason = reason;
@@ -242,40 +246,58 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The command's process group. Dropping it before [`ProcessGroup::disarm`] kills the whole
-/// group, so no early return or panic leaves a command running for a controller that is gone.
+/// The command's process group. Dropping it before [`ProcessGroup::disarm`] stops the
+/// whole group: SIGTERM at once and SIGKILL after the grace period, so no early return,
+/// lost controller or panic leaves a command running for nobody.
 struct ProcessGroup {
     pgid: Pid,
+    kill_grace: Duration,
     armed: bool,
 }
 
 impl ProcessGroup {
-    fn new(pid: u32) -> ProcessGroup {
+    fn new(pid: u32, kill_grace: Duration) -> ProcessGroup {
         ProcessGroup {
             pgid: Pid::from_raw(pid as i32),
+            kill_grace,
             armed: true,
         }
     }
 
     fn signal(&self, signal: Signal) {
-        // ESRCH only means everyone in the group is gone already.
-        if let Err(err) = killpg(self.pgid, signal) {
-            if err != nix::errno::Errno::ESRCH {
-                tracing::warn!(error = %err, ?signal, "cannot signal the process group");
-            }
-        }
+        signal_group(self.pgid, signal);
     }
 
-    /// The command ended normally: leave whatever it put in the background alone.
+    /// The command ended by itself: leave whatever it put in the background alone.
     fn disarm(mut self) {
         self.armed = false;
     }
 }
 
+fn signal_group(pgid: Pid, signal: Signal) {
+    // ESRCH only means everyone in the group is gone already.
+    if let Err(err) = killpg(pgid, signal) {
+        if err != nix::errno::Errno::ESRCH {
+            tracing::warn!(error = %err, ?signal, "cannot signal the process group");
+        }
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        if self.armed {
-            self.signal(Signal::SIGKILL);
+        if !self.armed {
+            return;
+        }
+        signal_group(self.pgid, Signal::SIGTERM);
+        let (pgid, grace) = (self.pgid, self.kill_grace);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    signal_group(pgid, Signal::SIGKILL);
+                });
+            }
+            Err(_) => signal_group(pgid, Signal::SIGKILL),
         }
     }
 }

@@ -138,7 +138,16 @@ pub async fn server_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     key: &Key,
 ) -> Result<Channel<T>, AuthError> {
     let client_hello = recv(&mut framed).await?;
-    let client_nonce = parse_client_hello(&client_hello)?;
+    let client_nonce = match parse_client_hello(&client_hello) {
+        Ok(nonce) => nonce,
+        Err(err @ AuthError::VersionMismatch { .. }) => {
+            // Answer with our version so the client can name the mismatch; the all-zero
+            // nonce and proof are never checked because the client stops at the version.
+            let _ = send(&mut framed, hello(&[0; NONCE_LEN], &[0; PROOF_LEN])).await;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let nonces = Nonces {
         client: client_nonce,
         server: fresh_nonce(),
@@ -336,6 +345,20 @@ mod tests {
             .unwrap();
         let err = server.await.unwrap().err().unwrap();
         assert!(matches!(err, AuthError::Malformed(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_client_of_another_version_is_told_the_agent_version() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move { server_handshake(framed(b), &key(1)).await });
+        let mut raw = framed(a);
+        let mut frame = hello(&[0; NONCE_LEN], &[]).to_vec();
+        frame[4] = 2;
+        raw.send(Bytes::from(frame)).await.unwrap();
+        let answer = raw.next().await.unwrap().unwrap();
+        assert_eq!(answer[4], PROTOCOL_VERSION);
+        let err = server.await.unwrap().err().unwrap();
+        assert!(matches!(err, AuthError::VersionMismatch { theirs: 2, .. }), "{err}");
     }
 
     #[tokio::test]
