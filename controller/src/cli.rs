@@ -19,6 +19,27 @@ pub struct Cli {
     /// No diagnostics but errors; RUST_LOG overrides.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub log: LogOptions,
+}
+
+/// Where the operation log lives and what seals it; shared by `run` and `log`.
+#[derive(Debug, Args)]
+pub struct LogOptions {
+    /// Folder of the operation log, kept output and ctl's diagnostic log files.
+    #[arg(
+        long,
+        global = true,
+        env = "CTL_LOG_DIR",
+        default_value = "logs",
+        value_name = "DIR"
+    )]
+    pub log_dir: PathBuf,
+
+    /// Seal the operation log with this key file instead of a key derived from the fleet key.
+    #[arg(long, global = true, env = "CTL_LOG_KEY_FILE", value_name = "PATH")]
+    pub log_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +52,8 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Write a new random fleet key to PATH (mode 0600); never overwrites.
     Keygen(KeygenArgs),
+    /// Review the operation log: list operations, show one, or verify the chain.
+    Log(LogArgs),
 }
 
 /// Which hosts to act on.
@@ -101,9 +124,11 @@ pub struct RunArgs {
     #[arg(short = 'b', long)]
     pub gather: bool,
 
-    /// Folder of the operation log (audit.jsonl).
-    #[arg(long, env = "CTL_LOG_DIR", default_value = "logs", value_name = "DIR")]
-    pub log_dir: PathBuf,
+    /// Keep at most this many bytes of each host's stdout and of its stderr with the
+    /// operation log (the first and last half; 0 keeps none).
+    #[arg(long, env = "CTL_KEEP_OUTPUT", default_value_t = crate::audit::kept::DEFAULT_KEEP_BYTES,
+          value_name = "BYTES")]
+    pub keep_output: usize,
 
     /// The shell command line, run with `sh -c` (words are joined with spaces).
     #[arg(
@@ -138,6 +163,96 @@ pub struct HostsArgs {
 pub struct KeygenArgs {
     /// Where to write the key, e.g. keys/fleet.key.
     pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LogArgs {
+    #[command(subcommand)]
+    pub action: Option<LogAction>,
+
+    #[command(flatten)]
+    pub list: LogListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogAction {
+    /// Show one operation in full, with each host's kept output; a unique id prefix is enough.
+    Show(LogShowArgs),
+    /// Check the chain of MACs over every record and the kept output; exit 1 at the first break.
+    Verify(LogVerifyArgs),
+}
+
+/// `ctl log`: the newest operations, one line each; the filters combine.
+#[derive(Debug, Args)]
+pub struct LogListArgs {
+    /// Operations that targeted this host.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Operations that targeted hosts of this group (membership at the time of the operation).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
+    /// Operations run by this local user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Operations of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<crate::audit::Kind>,
+
+    /// Operations that ended so: ok (every host ok), failed (some host not ok), incomplete
+    /// (no end record).
+    #[arg(long, value_enum)]
+    pub status: Option<crate::review::StatusFilter>,
+
+    /// Operations at or after this time: RFC 3339, or an age like 90s, 30m, 2h, 3d, 1w.
+    #[arg(long, value_name = "WHEN", value_parser = crate::review::parse_when)]
+    pub since: Option<time::OffsetDateTime>,
+
+    /// Operations at or before this time: RFC 3339, or an age like 2h.
+    #[arg(long, value_name = "WHEN", value_parser = crate::review::parse_when)]
+    pub until: Option<time::OffsetDateTime>,
+
+    /// Operations whose command line contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+
+    /// At most N operations (the newest).
+    #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+
+    /// Print the matching records themselves (JSON lines), newest operation first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogShowArgs {
+    /// The operation id, or a prefix of it that only one operation has.
+    pub id: String,
+
+    /// Print the operation's records themselves (JSON lines).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogVerifyArgs {
+    /// The inventory whose `defaults.key_file` holds the fleet key (the log key derives from it).
+    #[arg(
+        short = 'i',
+        long,
+        env = "CTL_INVENTORY",
+        default_value = "inventory.yaml",
+        value_name = "PATH"
+    )]
+    pub inventory: PathBuf,
+
+    /// The fleet key file, instead of the inventory's.
+    #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

@@ -12,18 +12,26 @@ mod fanout;
 mod outcome;
 mod output;
 mod plan;
+mod review;
 
 use std::process::ExitCode;
 
+use std::path::Path;
+
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::cli::{Cli, Command};
 use crate::commands::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // Operations that write the operation log also keep ctl's diagnostics beside it.
+    let diagnostics_dir =
+        matches!(cli.command, Command::Run(_)).then_some(cli.log.log_dir.as_path());
+    let _log_guard = init_logging(cli.verbose, cli.quiet, diagnostics_dir);
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,10 +39,11 @@ fn main() -> ExitCode {
         .expect("can start the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run(args).await,
+            Command::Run(args) => commands::run(args, &cli.log).await,
             Command::Ping(args) => commands::ping(args).await,
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
+            Command::Log(args) => commands::log(args, &cli.log),
         }
     });
     // Host tasks may still be parked on dead sockets after Ctrl-C twice; do not wait for them.
@@ -46,20 +55,53 @@ fn main() -> ExitCode {
     ExitCode::from(exit as u8)
 }
 
-/// Diagnostics only (results go to stdout): warnings by default, `-v` for more.
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
+/// Diagnostics (results go to stdout): warnings on stderr by default, `-v` for more; with
+/// `file_dir`, also info and up to daily-rotated `ctl.log.YYYY-MM-DD` files there. The
+/// returned guard flushes the file writer when `main` ends.
+fn init_logging(
+    verbose: u8,
+    quiet: bool,
+    file_dir: Option<&Path>,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let stderr_level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let file_level = match verbose {
+        0 | 1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter =
+        |level: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter(stderr_level));
+    // A log folder that cannot be created is reported by the operation itself; diagnostics
+    // then go to stderr only.
+    let file = file_dir
+        .filter(|dir| std::fs::create_dir_all(dir).is_ok())
+        .map(|dir| {
+            tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, "ctl.log"))
+        });
+    let (file_layer, guard) = match file {
+        Some((writer, guard)) => {
+            let layer = fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter(file_level));
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
         .init();
+    guard
 }
 
 /// One socket per host in flight: with the usual soft limit of 1024 open files, a large

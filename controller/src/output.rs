@@ -15,6 +15,7 @@ use common::message::Stream;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::audit::kept::Capture;
 use crate::outcome::{HostOutcome, Status};
 
 /// A partial line longer than this is printed as if it ended, so one host that prints
@@ -78,16 +79,17 @@ impl OutputSink {
 /// The printer thread and the way to reach it.
 pub struct Printer {
     tx: mpsc::Sender<Event>,
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<Vec<[Capture; 2]>>,
 }
 
 impl Printer {
-    /// Starts the printer for hosts named `names` (indexed as the targets are).
-    pub fn start(mode: Mode, names: Vec<String>) -> Printer {
+    /// Starts the printer for hosts named `names` (indexed as the targets are). It also
+    /// keeps up to `keep_bytes` of each host's stdout and stderr for the operation log.
+    pub fn start(mode: Mode, names: Vec<String>, keep_bytes: usize) -> Printer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("printer".into())
-            .spawn(move || print_events(rx, mode, names))
+            .spawn(move || print_events(rx, mode, names, keep_bytes))
             .expect("can start the printer thread");
         Printer { tx, thread }
     }
@@ -100,13 +102,14 @@ impl Printer {
         }
     }
 
-    /// Waits until everything sent so far is printed (and, for `--gather`, the blocks).
-    /// Every sink must be dropped first.
-    pub fn finish(self) {
+    /// Waits until everything sent so far is printed (and, for `--gather`, the blocks), and
+    /// returns each host's kept (stdout, stderr). Every sink must be dropped first.
+    pub fn finish(self) -> Vec<[Capture; 2]> {
         drop(self.tx);
-        if self.thread.join().is_err() {
+        self.thread.join().unwrap_or_else(|_| {
             tracing::error!("the printer thread panicked");
-        }
+            Vec::new()
+        })
     }
 }
 
@@ -115,6 +118,7 @@ struct HostBuffers {
     name: String,
     partial: [Vec<u8>; 2],
     captured: [Vec<u8>; 2],
+    kept: [Capture; 2],
 }
 
 fn slot(stream: Stream) -> usize {
@@ -124,14 +128,15 @@ fn slot(stream: Stream) -> usize {
     }
 }
 
-fn print_events(mut rx: mpsc::Receiver<Event>, mode: Mode, names: Vec<String>) {
+fn print_events(
+    mut rx: mpsc::Receiver<Event>,
+    mode: Mode,
+    names: Vec<String>,
+    keep_bytes: usize,
+) -> Vec<[Capture; 2]> {
     let mut hosts: Vec<HostBuffers> = names
         .into_iter()
-        .map(|name| HostBuffers {
-            name,
-            partial: Default::default(),
-            captured: Default::default(),
-        })
+        .map(|name| HostBuffers::new(name, keep_bytes))
         .collect();
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -147,6 +152,7 @@ fn print_events(mut rx: mpsc::Receiver<Event>, mode: Mode, names: Vec<String>) {
         print_gathered(&hosts, &mut out);
         write_out(&mut out, &mut err);
     }
+    hosts.into_iter().map(|host| host.kept).collect()
 }
 
 fn handle(
@@ -163,6 +169,7 @@ fn handle(
             bytes,
         } => {
             let buffers = &mut hosts[host];
+            buffers.kept[slot(stream)].push(&bytes);
             let captured = match (mode, stream) {
                 (Mode::Json, _) | (Mode::Gather, Stream::Stdout) => true,
                 (Mode::Lines, _) | (Mode::Gather, Stream::Stderr) => false,
@@ -191,6 +198,15 @@ fn handle(
 }
 
 impl HostBuffers {
+    fn new(name: String, keep_bytes: usize) -> HostBuffers {
+        HostBuffers {
+            name,
+            partial: Default::default(),
+            captured: Default::default(),
+            kept: [Capture::new(keep_bytes), Capture::new(keep_bytes)],
+        }
+    }
+
     /// Appends `bytes` to the partial line and moves every complete line to `dst`.
     fn push_lines(&mut self, stream: Stream, bytes: &[u8], dst: &mut Vec<u8>) {
         let partial = &mut self.partial[slot(stream)];
@@ -381,11 +397,7 @@ mod tests {
     use super::*;
 
     fn host(name: &str) -> HostBuffers {
-        HostBuffers {
-            name: name.into(),
-            partial: Default::default(),
-            captured: Default::default(),
-        }
+        HostBuffers::new(name.into(), 0)
     }
 
     #[test]

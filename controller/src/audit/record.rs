@@ -1,31 +1,29 @@
-//! The operation log: one JSON object per line in `<log dir>/audit.jsonl`, a `start` record
-//! before any host is contacted and an `end` record after the last host is done.
+//! The operation-log record: the one type every writer and reader of the log shares.
 //!
-//! This is a record of what operators did, not a diagnostic log, so it does not go through
-//! tracing. Every append takes an exclusive lock on the file, writes one whole line and
-//! syncs it before unlocking, so concurrent `ctl` processes never interleave or lose records,
-//! and a record that was reported written survives a crash. The record type lives here
-//! alone; `ctl log` (issue 4) will read the same type.
+//! An operation writes a `start` record before it contacts any host and an `end` record
+//! after the last host is done; both carry the same `op_id`. The chain fields (`seq`,
+//! `prev`) are filled in by [`super::store`] under the log's lock, and the MAC is added
+//! by [`super::seal`] as the line's last member.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use common::inventory::Host;
 use serde::{Deserialize, Serialize};
 
+use super::kept::Kept;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::millis;
 
-/// The file name of the operation log inside the log folder.
-pub const AUDIT_FILE: &str = "audit.jsonl";
-
 /// One line of the operation log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Position in the chain, from 1, continuing across rotated files.
+    #[serde(default)]
+    pub seq: u64,
+    /// The MAC of the record before this one (hex); 64 zeros for the first record.
+    #[serde(default)]
+    pub prev: String,
     /// Unique per operation, sortable by time (a ULID); shared by its start and end records.
     pub op_id: String,
     pub event: Event,
@@ -41,7 +39,7 @@ pub struct Record {
     pub command: Option<String>,
     /// `ctl`'s own command line, as typed.
     pub argv: Vec<String>,
-    /// `start`: every resolved target.
+    /// `start`: every resolved target, with the groups it belonged to at that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetRecord>>,
     /// `end`: what happened on each target, in target order.
@@ -62,19 +60,33 @@ pub enum Event {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// `ctl run`.
     Run,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetRecord {
     pub host: String,
     pub address: String,
+    /// The inventory groups the host was in when the operation started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostRecord {
     pub host: String,
     pub status: Status,
@@ -85,6 +97,12 @@ pub struct HostRecord {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub error: Option<String>,
+    /// The kept copy of the host's stdout (see [`super::kept`]), when it printed any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_stdout: Option<Kept>,
+    /// The kept copy of the host's stderr, when it printed any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_stderr: Option<Kept>,
 }
 
 /// The facts shared by an operation's start and end records.
@@ -112,12 +130,18 @@ impl Operation {
         }
     }
 
-    pub fn start_record(&self, targets: &[Host]) -> Record {
+    /// The `start` record; `groups_of` gives each target's groups at this moment.
+    pub fn start_record(
+        &self,
+        targets: &[Host],
+        groups_of: &BTreeMap<String, Vec<String>>,
+    ) -> Record {
         let targets = targets
             .iter()
             .map(|host| TargetRecord {
                 host: host.name.clone(),
                 address: host.endpoint(),
+                groups: groups_of.get(&host.name).cloned().unwrap_or_default(),
             })
             .collect();
         Record {
@@ -126,17 +150,20 @@ impl Operation {
         }
     }
 
+    /// The `end` record. `kept[i]` is the kept (stdout, stderr) of target `i`.
     pub fn end_record(
         &self,
         targets: &[Host],
         outcomes: &[HostOutcome],
+        kept: &[(Option<Kept>, Option<Kept>)],
         wall: Duration,
         interrupted: bool,
     ) -> Record {
         let results = targets
             .iter()
             .zip(outcomes)
-            .map(|(host, outcome)| HostRecord {
+            .zip(kept)
+            .map(|((host, outcome), (kept_stdout, kept_stderr))| HostRecord {
                 host: host.name.clone(),
                 status: outcome.status,
                 exit_code: outcome.exit_code,
@@ -145,6 +172,8 @@ impl Operation {
                 stdout_bytes: outcome.stdout_bytes,
                 stderr_bytes: outcome.stderr_bytes,
                 error: outcome.error.clone(),
+                kept_stdout: kept_stdout.clone(),
+                kept_stderr: kept_stderr.clone(),
             })
             .collect();
         Record {
@@ -157,6 +186,8 @@ impl Operation {
 
     fn record(&self, event: Event) -> Record {
         Record {
+            seq: 0,
+            prev: String::new(),
             op_id: self.op_id.clone(),
             event,
             time: now_rfc3339(),
@@ -173,52 +204,6 @@ impl Operation {
     }
 }
 
-/// The operation log file of one log folder.
-pub struct AuditLog {
-    path: PathBuf,
-}
-
-impl AuditLog {
-    /// Uses `dir` (created if missing) for the operation log.
-    ///
-    /// # Errors
-    /// The folder cannot be created.
-    pub fn open(dir: &Path) -> Result<AuditLog> {
-        fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the log folder {}", dir.display()))?;
-        Ok(AuditLog {
-            path: dir.join(AUDIT_FILE),
-        })
-    }
-
-    /// Appends one record as one line, under an exclusive lock, and syncs it to disk.
-    ///
-    /// # Errors
-    /// The file cannot be opened, locked, written or synced.
-    pub fn append(&self, record: &Record) -> Result<()> {
-        let mut line = serde_json::to_vec(record).expect("records always serialize");
-        line.push(b'\n');
-        let mut file = self.open_for_append()?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", self.path.display()))?;
-        // One write_all of a whole line while holding the lock: no reader or other writer
-        // sees half a record.
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write to {}", self.path.display()))?;
-        Ok(())
-    }
-
-    fn open_for_append(&self) -> Result<File> {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(&self.path)
-            .with_context(|| format!("cannot open the operation log {}", self.path.display()))
-    }
-}
-
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -230,37 +215,5 @@ fn current_user() -> String {
     match nix::unistd::User::from_uid(uid) {
         Ok(Some(user)) => user.name,
         _ => std::env::var("USER").unwrap_or_else(|_| format!("uid:{uid}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_are_appended_as_whole_json_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(&dir.path().join("new-folder")).unwrap();
-        let op = Operation::new(Kind::Run, Some("uptime".into()));
-        let hosts = [Host {
-            name: "web1".into(),
-            address: "127.0.0.1".into(),
-            port: 7001,
-        }];
-        log.append(&op.start_record(&hosts)).unwrap();
-        let outcome = HostOutcome::succeeded(Duration::from_millis(12));
-        log.append(&op.end_record(&hosts, &[outcome], Duration::from_millis(20), false))
-            .unwrap();
-        let text = fs::read_to_string(dir.path().join("new-folder").join(AUDIT_FILE)).unwrap();
-        let records: Vec<Record> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[0].event, Event::Start);
-        assert_eq!(records[1].op_id, records[0].op_id);
-        let results = records[1].results.as_ref().unwrap();
-        assert_eq!(results[0].status, Status::Ok);
-        assert_eq!(results[0].duration_ms, 12);
     }
 }

@@ -1,0 +1,172 @@
+//! Each host's output, kept beside the operation log so `ctl log show` can display it.
+//!
+//! Output is capped per host and stream: the first and the last half of the cap are kept,
+//! with a marker line where the middle was cut, because the start of an output says what
+//! ran and the end usually says how it failed. The kept file's SHA-256 goes into the `end`
+//! record, so the chain covers the kept output as well. Files live at
+//! `<log dir>/output/<op_id>/<host>.stdout` and `.stderr`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use common::message::Stream;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The default cap per host and stream, in bytes.
+pub const DEFAULT_KEEP_BYTES: usize = 32 * 1024;
+
+/// What the `end` record says about one kept file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Size of the kept file, marker included.
+    pub bytes: u64,
+    /// SHA-256 of the kept file, hex.
+    pub sha256: String,
+    /// True when the middle of the output was cut out.
+    pub cut: bool,
+}
+
+/// A capped copy of one stream: the head, and a sliding window over the tail.
+#[derive(Debug, Default)]
+pub struct Capture {
+    cap: usize,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    total: u64,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Capture {
+        Capture {
+            cap,
+            ..Capture::default()
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        let head_room = (self.cap / 2).saturating_sub(self.head.len());
+        let to_head = head_room.min(bytes.len());
+        self.head.extend_from_slice(&bytes[..to_head]);
+        bytes = &bytes[to_head..];
+        let tail_cap = self.cap - self.cap / 2;
+        if bytes.is_empty() || tail_cap == 0 {
+            return;
+        }
+        self.tail.extend_from_slice(bytes);
+        // Trim only when the window has doubled, so trimming costs O(1) per byte.
+        if self.tail.len() > 2 * tail_cap {
+            self.tail.drain(..self.tail.len() - tail_cap);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The bytes to keep, with a marker where output was cut, and whether it was.
+    fn into_kept_bytes(mut self) -> (Vec<u8>, bool) {
+        let tail_cap = self.cap - self.cap / 2;
+        if self.tail.len() > tail_cap {
+            self.tail.drain(..self.tail.len() - tail_cap);
+        }
+        let kept = (self.head.len() + self.tail.len()) as u64;
+        let cut = kept < self.total;
+        let mut bytes = self.head;
+        if cut {
+            let marker = format!(
+                "\n[ctl: {} bytes cut here; kept the first {} and the last {} of {} bytes]\n",
+                self.total - kept,
+                bytes.len(),
+                self.tail.len(),
+                self.total
+            );
+            bytes.extend_from_slice(marker.as_bytes());
+        }
+        bytes.extend_from_slice(&self.tail);
+        (bytes, cut)
+    }
+}
+
+/// The kept file of one host's stream.
+pub fn kept_path(log_dir: &Path, op_id: &str, host: &str, stream: Stream) -> PathBuf {
+    let ext = match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    log_dir
+        .join("output")
+        .join(op_id)
+        .join(format!("{host}.{ext}"))
+}
+
+/// Writes one capture (nothing if the host printed nothing on that stream).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_kept(
+    log_dir: &Path,
+    op_id: &str,
+    host: &str,
+    stream: Stream,
+    capture: Capture,
+) -> Result<Option<Kept>> {
+    if capture.is_empty() {
+        return Ok(None);
+    }
+    let path = kept_path(log_dir, op_id, host, stream);
+    let folder = path.parent().expect("kept paths have a folder");
+    fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let (bytes, cut) = capture.into_kept_bytes();
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(Kept {
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(&bytes),
+        cut,
+    }))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_under_the_cap_is_kept_whole() {
+        let mut capture = Capture::new(16);
+        capture.push(b"hello\n");
+        assert_eq!(capture.into_kept_bytes(), (b"hello\n".to_vec(), false));
+    }
+
+    #[test]
+    fn output_over_the_cap_keeps_head_and_tail_with_a_marker() {
+        let mut capture = Capture::new(8);
+        for chunk in [&b"0123"[..], b"456789", b"abcdefgh", b"XYZ!"] {
+            capture.push(chunk);
+        }
+        let (bytes, cut) = capture.into_kept_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(cut);
+        assert!(text.starts_with("0123\n[ctl: 14 bytes cut here"), "{text}");
+        assert!(text.ends_with("of 22 bytes]\nXYZ!"), "{text}");
+    }
+
+    #[test]
+    fn a_zero_cap_keeps_nothing_but_the_marker() {
+        let mut capture = Capture::new(0);
+        capture.push(b"secret");
+        let (bytes, cut) = capture.into_kept_bytes();
+        assert!(cut);
+        assert!(String::from_utf8(bytes).unwrap().contains("6 bytes cut"));
+    }
+}

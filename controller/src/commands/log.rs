@@ -1,0 +1,137 @@
+//! `ctl log`, `ctl log show ID`, `ctl log verify`: reviewing the operation log.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use common::inventory::Inventory;
+use common::message::Stream;
+
+use super::Exit;
+use crate::audit::kept::{kept_path, sha256_hex};
+use crate::audit::seal::{self, Location};
+use crate::audit::{AuditLog, Record};
+use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
+use crate::plan;
+use crate::review::{self, Filter};
+
+pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
+    let log = AuditLog::open(&options.log_dir)?;
+    match args.action {
+        None => list(&log, args.list),
+        Some(LogAction::Show(show_args)) => show(&log, show_args),
+        Some(LogAction::Verify(verify_args)) => verify(&log, verify_args, options),
+    }
+}
+
+fn list(log: &AuditLog, args: LogListArgs) -> Result<Exit> {
+    let ops = review::collect_ops(&log.read_lines()?);
+    let filter = Filter {
+        host: args.host,
+        group: args.group,
+        user: args.user,
+        kind: args.kind,
+        status: args.status,
+        since: args.since,
+        until: args.until,
+        grep: args.grep,
+    };
+    let shown: Vec<&review::OpView> = ops
+        .iter()
+        .filter(|op| filter.matches(op))
+        .take(args.limit)
+        .collect();
+    if args.json {
+        for op in &shown {
+            for line in op.raw_lines() {
+                println!("{line}");
+            }
+        }
+    } else if shown.is_empty() {
+        eprintln!("ctl: no operations match");
+    } else {
+        print!("{}", review::render_list(&shown, review::use_colour()));
+    }
+    Ok(Exit::Success)
+}
+
+fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
+    let ops = review::collect_ops(&log.read_lines()?);
+    let op = review::find_op(&ops, &args.id)?;
+    if args.json {
+        for line in op.raw_lines() {
+            println!("{line}");
+        }
+    } else {
+        print!(
+            "{}",
+            review::render_show(op, log.dir(), review::use_colour())
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// Walks the chain, then checks every kept output file against the hash its end record
+/// holds. Exit 0 when all is intact, 1 at the first break (named with file and line).
+fn verify(log: &AuditLog, args: LogVerifyArgs, options: &LogOptions) -> Result<Exit> {
+    let key = plan::log_key(options, || {
+        let inventory = Inventory::load(&args.inventory)?;
+        plan::fleet_key(&inventory, args.key_file.as_deref())
+    })?;
+    let lines = log.read_lines()?;
+    let intact = match seal::verify(&key, &lines) {
+        Ok(intact) => intact,
+        Err(broken) => {
+            println!(
+                "broken: {} line {}: {}",
+                broken.at.file.display(),
+                broken.at.line,
+                broken.problem
+            );
+            return Ok(Exit::SomeHostsFailed);
+        }
+    };
+    if let Some(problem) = first_altered_output(log, &lines) {
+        println!("broken: {problem}");
+        return Ok(Exit::SomeHostsFailed);
+    }
+    let files: HashSet<_> = lines.iter().map(|(at, _)| &at.file).collect();
+    println!(
+        "intact: {} records in {} file{}; head seq {} mac {}",
+        intact.records,
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        intact.head_seq,
+        intact.head_mac
+    );
+    Ok(Exit::Success)
+}
+
+fn first_altered_output(log: &AuditLog, lines: &[(Location, String)]) -> Option<String> {
+    for (at, raw) in lines {
+        let Ok(record) = serde_json::from_str::<Record>(raw) else {
+            continue;
+        };
+        for result in record.results.iter().flatten() {
+            let streams = [
+                (Stream::Stdout, &result.kept_stdout),
+                (Stream::Stderr, &result.kept_stderr),
+            ];
+            for (stream, kept) in streams {
+                let Some(kept) = kept else { continue };
+                let path = kept_path(log.dir(), &record.op_id, &result.host, stream);
+                let matches =
+                    std::fs::read(&path).is_ok_and(|bytes| sha256_hex(&bytes) == kept.sha256);
+                if !matches {
+                    return Some(format!(
+                        "{} (kept output of {} in the record at {} line {}) is missing or altered",
+                        path.display(),
+                        result.host,
+                        at.file.display(),
+                        at.line
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
