@@ -358,7 +358,10 @@ mod tests {
         let answer = raw.next().await.unwrap().unwrap();
         assert_eq!(answer[4], PROTOCOL_VERSION);
         let err = server.await.unwrap().err().unwrap();
-        assert!(matches!(err, AuthError::VersionMismatch { theirs: 2, .. }), "{err}");
+        assert!(
+            matches!(err, AuthError::VersionMismatch { theirs: 2, .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
