@@ -92,7 +92,20 @@ async fn answer_requests(
             }
             // A cancel that crossed the command's end on the wire: nothing left to cancel.
             Packet::Control(Request::Cancel) => tracing::debug!("cancel with nothing running"),
-            Packet::Output(..) => return Err("unexpected output data from the controller".into()),
+            Packet::Control(
+                Request::PutFile { .. }
+                | Request::MakeDir { .. }
+                | Request::MakeSymlink { .. }
+                | Request::Get { .. },
+            ) => {
+                let reply = Reply::Error {
+                    message: "file transfer is not supported by this agent yet".into(),
+                };
+                send_within(channel, &Packet::Control(reply), config.idle_timeout).await?;
+            }
+            Packet::Output(..) | Packet::FileData(_) => {
+                return Err("unexpected data from the controller".into())
+            }
         }
     }
 }

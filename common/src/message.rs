@@ -7,6 +7,7 @@
 //!   0x00        a control message: one JSON object (Request or Reply)
 //!   0x01        stdout bytes of the running command, raw
 //!   0x02        stderr bytes of the running command, raw
+//!   0x03        file data, raw (push: controller to agent; pull: agent to controller)
 //! ```
 //!
 //! Control messages are JSON because they are small, rare and worth reading in a capture;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 const TYPE_CONTROL: u8 = 0x00;
 const TYPE_STDOUT: u8 = 0x01;
 const TYPE_STDERR: u8 = 0x02;
+const TYPE_FILE_DATA: u8 = 0x03;
 
 /// What a controller asks of an agent. One connection may carry several requests in turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,53 @@ pub enum Request {
     /// Stop the running command: its process group gets SIGTERM, then SIGKILL after a grace
     /// period. The agent still answers the pending `Exec` with [`Reply::Exit`].
     Cancel,
+    /// Write one file atomically. The agent answers [`Reply::PutReady`]; unless that says
+    /// `unchanged`, exactly `size` bytes of file data follow, and the agent answers
+    /// [`Reply::PutDone`] once the file is verified and in place (or [`Reply::Error`]).
+    PutFile {
+        /// Where to write; relative paths are inside the agent's files folder.
+        path: String,
+        /// Appended to `path` when `path` is an existing directory (scp's rule); empty for
+        /// never.
+        name: String,
+        /// Exact length of the data that follows.
+        size: u64,
+        /// Permission bits for the file.
+        mode: u32,
+        /// SHA-256 of the whole file (hex): compared with the destination to skip an
+        /// identical file, and with what was written.
+        sha256: String,
+        /// Create missing parent folders.
+        mkdir: bool,
+    },
+    /// Create a directory (existing is fine). Answered with [`Reply::Made`].
+    MakeDir {
+        /// The directory; relative paths are inside the agent's files folder.
+        path: String,
+        /// Appended to `path` when `path` is an existing directory; empty for never.
+        name: String,
+        /// Permission bits for the directory.
+        mode: u32,
+        /// Create missing parent folders.
+        mkdir: bool,
+    },
+    /// Create a symbolic link at `path` pointing to `target`, replacing what is there.
+    /// Answered with [`Reply::Made`].
+    MakeSymlink {
+        /// Where the link goes.
+        path: String,
+        /// What it points to, stored as given.
+        target: String,
+    },
+    /// Send a file back, or with `recursive` a directory tree: answered with
+    /// [`Reply::Entry`]s (each file's followed by its data and [`Reply::EntryEnd`]) and
+    /// finally [`Reply::GetDone`], or [`Reply::Error`].
+    Get {
+        /// The file or directory; relative paths are inside the agent's files folder.
+        path: String,
+        /// Allow a directory, and send everything below it.
+        recursive: bool,
+    },
 }
 
 /// What an agent answers.
@@ -68,6 +117,53 @@ pub enum Reply {
         /// Why it ended.
         reason: EndReason,
     },
+    /// The answer to [`Request::PutFile`].
+    PutReady {
+        /// Where the file will land, resolved on the agent.
+        path: String,
+        /// The destination holds this exact content already: send no data.
+        unchanged: bool,
+    },
+    /// The pushed file is written, synced, verified and renamed into place.
+    PutDone {
+        /// Where it landed.
+        path: String,
+        /// Bytes written.
+        bytes: u64,
+        /// SHA-256 of what was written (hex).
+        sha256: String,
+    },
+    /// The directory or link exists now.
+    Made {
+        /// Where, resolved on the agent.
+        path: String,
+    },
+    /// One file, directory or link of a [`Request::Get`].
+    Entry {
+        /// Relative, `/`-separated path: the requested item's own name, then for a tree the
+        /// names below it. Receivers must not trust it to stay inside their folder.
+        path: String,
+        /// What it is.
+        kind: EntryKind,
+        /// Permission bits.
+        mode: u32,
+        /// For a file, the exact length of the data that follows.
+        size: u64,
+        /// For a link, what it points to.
+        target: Option<String>,
+    },
+    /// All data of the file entry just announced has been sent.
+    EntryEnd {
+        /// SHA-256 of the data sent (hex).
+        sha256: String,
+    },
+    /// The [`Request::Get`] is complete.
+    GetDone {
+        /// Entries sent.
+        entries: u64,
+        /// File bytes sent.
+        bytes: u64,
+    },
     /// The request could not be carried out (e.g. the command could not be started).
     Error {
         /// What went wrong, for the operator.
@@ -87,6 +183,18 @@ pub enum EndReason {
     Cancelled,
 }
 
+/// What a [`Reply::Entry`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A regular file; its data follows.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
 /// Which output stream bulk bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,6 +212,8 @@ pub enum Packet<C> {
     Control(C),
     /// Raw output bytes of a running command.
     Output(Stream, Bytes),
+    /// Raw bytes of a file being pushed or pulled.
+    FileData(Bytes),
 }
 
 /// A payload that is not a valid packet.
@@ -134,14 +244,13 @@ impl<C: Serialize> Packet<C> {
                 buf
             }
             Packet::Output(stream, bytes) => {
-                let mut buf = BytesMut::with_capacity(1 + bytes.len() + spare);
-                buf.put_u8(match stream {
+                let kind = match stream {
                     Stream::Stdout => TYPE_STDOUT,
                     Stream::Stderr => TYPE_STDERR,
-                });
-                buf.put_slice(bytes);
-                buf
+                };
+                raw(kind, bytes, spare)
             }
+            Packet::FileData(bytes) => raw(TYPE_FILE_DATA, bytes, spare),
         }
     }
 }
@@ -160,9 +269,17 @@ impl<C: DeserializeOwned> Packet<C> {
             TYPE_CONTROL => Ok(Packet::Control(serde_json::from_slice(&body)?)),
             TYPE_STDOUT => Ok(Packet::Output(Stream::Stdout, body)),
             TYPE_STDERR => Ok(Packet::Output(Stream::Stderr, body)),
+            TYPE_FILE_DATA => Ok(Packet::FileData(body)),
             other => Err(MessageError::UnknownType(other)),
         }
     }
+}
+
+fn raw(kind: u8, bytes: &[u8], spare: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(1 + bytes.len() + spare);
+    buf.put_u8(kind);
+    buf.put_slice(bytes);
+    buf
 }
 
 #[cfg(test)]
@@ -196,6 +313,13 @@ mod tests {
         let encoded = out.encode(0);
         assert_eq!(&encoded[..], b"\x02\xff\x00ok\n");
         assert_eq!(round_trip(&out), out);
+    }
+
+    #[test]
+    fn file_data_travels_raw() {
+        let data: Packet<Request> = Packet::FileData(Bytes::from_static(b"\x00\x01"));
+        assert_eq!(&data.encode(0)[..], b"\x03\x00\x01");
+        assert_eq!(round_trip(&data), data);
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn follow_command(
             Ok(Some(Packet::Control(Reply::Error { message }))) => {
                 return HostOutcome::failure(Status::Error, message, started.elapsed())
             }
-            Ok(Some(Packet::Control(other))) => {
+            Ok(Some(other @ (Packet::Control(_) | Packet::FileData(_)))) => {
                 return protocol_error(format!("unexpected reply {other:?}"), started)
             }
             Ok(None) => {

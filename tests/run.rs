@@ -1,0 +1,582 @@
+//! `ctl run` (and `ctl ping`) against real agents: which hosts are contacted, what is printed
+//! and when, how hosts end (ok, failed, timeout, cancelled, unreachable, error) and the exit
+//! status that follows.
+//!
+//! All agents share this machine, so a command tells its hosts apart by an environment
+//! variable given to each agent ([`ROLE`]), which every command the agent runs inherits.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::TcpListener;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    closed_port_addr, is_process_alive, read_pid_file, wait_until, Agent, Fleet, Relay,
+};
+
+/// The agent environment variable a command can branch on.
+const ROLE: &str = "MUSTER_E2E_ROLE";
+
+/// A command that starts a long sleep in the background, records its pid in `pid_file`,
+/// and waits for it: stopping it needs the whole process group, not just the shell.
+fn background_sleep(pid_file: &std::path::Path) -> String {
+    format!("sleep 300 & echo $! > '{}'; wait", pid_file.display())
+}
+
+fn assert_process_ends(pid: i32) {
+    wait_until(
+        &format!("the remote background process {pid} is gone"),
+        Duration::from_secs(20),
+        || !is_process_alive(pid),
+    );
+}
+
+#[test]
+fn host_in_two_selected_groups_is_contacted_once() {
+    let fleet = Fleet::new();
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    fleet.write_inventory(
+        &[("web1", web1.addr()), ("web2", web2.addr())],
+        &[("web", &["web1"]), ("prod", &["web", "web2"])],
+    );
+    let counter = fleet.path("contacted");
+    let command = format!("echo hit >> '{}'; echo done", counter.display());
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-g", "web,prod", &command])
+        .output();
+
+    out.assert_code(0);
+    assert_eq!(out.sorted_stdout_lines(), ["web1: done", "web2: done"]);
+    let hits = fs::read_to_string(&counter).unwrap();
+    assert_eq!(hits, "hit\nhit\n", "one line per contacted host");
+}
+
+#[test]
+fn output_is_streamed_while_the_command_runs() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let mut ctl = fleet
+        .ctl("run")
+        .args(&["-H", "web1", "echo first; sleep 30; echo second"])
+        .spawn();
+
+    let line = ctl.wait_for_line(Duration::from_secs(20), |line| line.starts_with("web1:"));
+    assert_eq!(line, "web1: first");
+    assert!(
+        ctl.is_running(),
+        "the first line must arrive before the command ends"
+    );
+    ctl.interrupt();
+    let out = ctl.wait(Duration::from_secs(30));
+    out.assert_code(130);
+    assert!(!out.stdout().contains("second"), "got:\n{}", out.stdout());
+}
+
+#[test]
+fn all_hosts_ok_exits_0_with_a_summary_and_no_notes() {
+    let fleet = Fleet::new();
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    fleet.write_inventory(
+        &[("web1", web1.addr()), ("web2", web2.addr())],
+        &[("web", &["web1", "web2"])],
+    );
+
+    let out = fleet.ctl("run").args(&["-g", "web", "echo", "hi"]).output();
+
+    out.assert_code(0);
+    assert_eq!(out.sorted_stdout_lines(), ["web1: hi", "web2: hi"]);
+    let summary = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("ctl: 2 hosts in ") && summary.ends_with("s: 2 ok"),
+        "summary: expected `ctl: 2 hosts in X.XXs: 2 ok`, got stderr:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not ok"), "stderr:\n{}", out.stderr);
+}
+
+#[test]
+fn a_failing_and_an_unreachable_host_exit_1_and_are_named() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    let web2 = Agent::builder(&fleet.key()).env(ROLE, "bad").start();
+    fleet.write_inventory(
+        &[
+            ("web1", web1.addr()),
+            ("web2", web2.addr()),
+            ("db1", closed_port_addr()),
+        ],
+        &[],
+    );
+    let command = format!("echo out; echo oops >&2; [ \"${ROLE}\" = bad ] && exit 3; true");
+
+    let out = fleet.ctl("run").args(&["-g", "all", &command]).output();
+
+    out.assert_code(1);
+    assert_eq!(out.sorted_stdout_lines(), ["web1: out", "web2: out"]);
+    out.assert_stderr_has("web1: oops\n")
+        .assert_stderr_has("web2: oops\n")
+        .assert_stderr_has("ctl: web2: failed: exited with code 3\n")
+        .assert_stderr_has("ctl: db1: unreachable: connect to 127.0.0.1:")
+        .assert_stderr_has("ctl: not ok: web2,db1\n");
+    let summary = out
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("ctl: 3 hosts in "))
+        .unwrap_or_else(|| panic!("no summary line in stderr:\n{}", out.stderr));
+    assert!(
+        summary.ends_with("s: 1 ok, 1 failed, 1 unreachable"),
+        "summary: got {summary:?}"
+    );
+}
+
+#[test]
+fn json_gives_one_object_per_host_with_exactly_the_documented_keys() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    let web2 = Agent::builder(&fleet.key()).env(ROLE, "bad").start();
+    fleet.write_inventory(
+        &[
+            ("web1", web1.addr()),
+            ("web2", web2.addr()),
+            ("db1", closed_port_addr()),
+        ],
+        &[],
+    );
+    let command = format!("echo out; echo err >&2; [ \"${ROLE}\" = bad ] && exit 3; true");
+
+    let out = fleet
+        .ctl("run")
+        .args(&["--json", "-g", "all", &command])
+        .output();
+
+    out.assert_code(1);
+    let keys = [
+        "host",
+        "status",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "duration_ms",
+        "error",
+    ];
+    for line in out.stdout().lines() {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap();
+        let got: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(got, BTreeSet::from(keys), "keys of {line}");
+        // The documented order too: each key appears after the one before it.
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|key| line.find(&format!("\"{key}\":")).unwrap())
+            .collect();
+        assert!(positions.is_sorted(), "key order in {line}");
+    }
+    let by_host = out.json_by_host();
+    assert_eq!(by_host.len(), 3, "stdout:\n{}", out.stdout());
+    let web1 = &by_host["web1"];
+    assert_eq!(
+        (&web1["status"], &web1["exit_code"], &web1["error"]),
+        (&"ok".into(), &0.into(), &serde_json::Value::Null)
+    );
+    assert_eq!(
+        (&web1["stdout"], &web1["stderr"]),
+        (&"out\n".into(), &"err\n".into())
+    );
+    assert!(web1["duration_ms"].is_u64());
+    let web2 = &by_host["web2"];
+    assert_eq!(
+        (&web2["status"], &web2["exit_code"]),
+        (&"failed".into(), &3.into())
+    );
+    let db1 = &by_host["db1"];
+    assert_eq!(
+        (&db1["status"], &db1["exit_code"]),
+        (&"unreachable".into(), &serde_json::Value::Null)
+    );
+    assert!(db1["error"].is_string());
+}
+
+#[test]
+fn gather_prints_each_distinct_output_once_under_its_hosts() {
+    let fleet = Fleet::new();
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    let web3 = Agent::builder(&fleet.key()).env(ROLE, "other").start();
+    fleet.write_inventory(
+        &[
+            ("web1", web1.addr()),
+            ("web2", web2.addr()),
+            ("web3", web3.addr()),
+        ],
+        &[("web", &["web1", "web2", "web3"])],
+    );
+
+    let out = fleet
+        .ctl("run")
+        .args(&["--gather", "-g", "web", &format!("echo ${{{ROLE}:-same}}")])
+        .output();
+
+    out.assert_code(0);
+    let rule = "-".repeat(15);
+    let expected =
+        format!("{rule}\nweb1,web2 (2)\n{rule}\nsame\n{rule}\nweb3 (1)\n{rule}\nother\n");
+    assert_eq!(out.stdout(), expected, "stderr:\n{}", out.stderr);
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let pid_file = fleet.path("sleep.pid");
+
+    let started = Instant::now();
+    let out = fleet
+        .ctl("run")
+        .args(&[
+            "--json",
+            "-t",
+            "1",
+            "-H",
+            "web1",
+            &background_sleep(&pid_file),
+        ])
+        .output();
+
+    out.assert_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "timeout", "got {web1}");
+    assert_process_ends(read_pid_file(&pid_file));
+}
+
+#[test]
+fn ctrl_c_cancels_remote_commands_and_exits_130() {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let pid_file = fleet.path("sleep.pid");
+
+    let ctl = fleet
+        .ctl("run")
+        .args(&["--json", "-H", "web1", &background_sleep(&pid_file)])
+        .spawn();
+    let pid = read_pid_file(&pid_file);
+    ctl.interrupt();
+    let out = ctl.wait(Duration::from_secs(30));
+
+    out.assert_code(130);
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "cancelled", "got {web1}");
+    assert_process_ends(pid);
+    let records = fleet.audit_records();
+    let end = records.last().expect("an end record");
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["interrupted"], true, "end record: {end}");
+    assert_eq!(
+        end["results"][0]["status"], "cancelled",
+        "end record: {end}"
+    );
+}
+
+#[test]
+fn invalid_utf8_output_is_shown_lossily() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-H", "web1", r"printf 'a\377b\n'; printf 'c\376\n' >&2"])
+        .output();
+
+    out.assert_code(0);
+    let stdout = String::from_utf8(out.stdout_bytes.clone()).expect("ctl prints UTF-8");
+    assert_eq!(stdout, "web1: a\u{fffd}b\n");
+    out.assert_stderr_has("web1: c\u{fffd}\n");
+}
+
+#[test]
+fn closed_port_is_unreachable_and_the_other_host_still_runs() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr()), ("gone", closed_port_addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["--json", "-g", "all", "echo", "up"])
+        .output();
+
+    out.assert_code(1);
+    let by_host = out.json_by_host();
+    assert_eq!(by_host["web1"]["status"], "ok");
+    assert_eq!(by_host["web1"]["stdout"], "up\n");
+    assert_eq!(by_host["gone"]["status"], "unreachable");
+}
+
+#[test]
+fn a_host_that_accepts_and_never_speaks_ends_within_the_connect_timeout() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    // The kernel completes the TCP handshake from the listen queue; nobody ever answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    fleet.write_inventory(&[("web1", web1.addr()), ("silent", silent_addr)], &[]);
+
+    let started = Instant::now();
+    let out = fleet
+        .ctl("run")
+        .args(&["--json", "--connect-timeout", "1", "-g", "all", "true"])
+        .output();
+
+    out.assert_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let by_host = out.json_by_host();
+    assert_eq!(by_host["web1"]["status"], "ok");
+    let silent_status = by_host["silent"]["status"].as_str().unwrap();
+    assert!(
+        ["error", "unreachable"].contains(&silent_status),
+        "silent host: {}",
+        by_host["silent"]
+    );
+    assert!(by_host["silent"]["duration_ms"].as_u64().unwrap() < 5_000);
+    drop(silent);
+}
+
+#[test]
+fn ping_reports_every_agent_with_its_version() {
+    let fleet = Fleet::new();
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    fleet.write_inventory(
+        &[("web1", web1.addr()), ("web2", web2.addr())],
+        &[("web", &["web1", "web2"])],
+    );
+
+    let out = fleet.ctl("ping").args(&["-g", "web"]).output();
+
+    out.assert_code(0);
+    let lines: Vec<String> = out.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "stdout:\n{}", out.stdout());
+    for (line, (name, agent)) in lines.iter().zip([("web1", &web1), ("web2", &web2)]) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 7, "line {line:?}");
+        assert_eq!(words[..3], [name, &agent.addr().to_string(), "ok"]);
+        assert!(words[3].parse::<f64>().is_ok(), "latency in {line:?}");
+        assert_eq!(words[4..], ["ms", "agent", "0.1.0"]);
+    }
+}
+
+#[test]
+fn timeout_kills_group_members_that_ignore_sigterm() {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let pid_file = fleet.path("stubborn.pid");
+    // The shell dies of SIGTERM at once; the member ignores it and does not hold the
+    // output pipes, so only the SIGKILL after the grace period can end it.
+    let command = format!(
+        "sh -c \"trap '' TERM; exec sleep 300\" >/dev/null 2>&1 & echo $! > '{}'; wait",
+        pid_file.display()
+    );
+
+    let out = fleet
+        .ctl("run")
+        .args(&["--json", "-t", "1", "-H", "web1", &command])
+        .output();
+
+    out.assert_code(1);
+    assert_eq!(out.json_by_host()["web1"]["status"], "timeout");
+    assert_process_ends(read_pid_file(&pid_file));
+}
+
+#[test]
+fn a_command_killed_by_a_signal_is_failed_without_an_exit_code() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["--json", "-H", "web1", "kill -9 $$"])
+        .output();
+
+    out.assert_code(1);
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "failed", "got {web1}");
+    assert_eq!(web1["exit_code"], serde_json::Value::Null, "got {web1}");
+    assert_eq!(web1["error"], "killed by signal 9", "got {web1}");
+}
+
+#[test]
+fn long_output_arrives_whole_and_in_order() {
+    const LINES: usize = 100_000;
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-H", "web1", &format!("seq 1 {LINES}; printf 'no newline'")])
+        .output();
+
+    out.assert_code(0);
+    let stdout = out.stdout();
+    let mut lines = stdout.lines();
+    for n in 1..=LINES {
+        assert_eq!(lines.next(), Some(format!("web1: {n}").as_str()));
+    }
+    assert_eq!(lines.next(), Some("web1: no newline"));
+    assert_eq!(lines.next(), None);
+}
+
+#[test]
+fn a_vanished_controller_gets_its_command_killed() {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let pid_file = fleet.path("sleep.pid");
+
+    let ctl = fleet
+        .ctl("run")
+        .args(&["-H", "web1", &background_sleep(&pid_file)])
+        .spawn();
+    let pid = read_pid_file(&pid_file);
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    assert_process_ends(pid);
+    drop(ctl);
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_operation() {
+    let fleet = Fleet::new();
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    fleet.write_inventory(&[("web1", web1.addr()), ("web2", web2.addr())], &[]);
+    let done = fleet.path("done");
+    let command = format!("seq 1 50000; sleep 0.2; echo >> '{}'", done.display());
+
+    // `ctl run ... | true`: stdout is closed while the hosts still print.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = fleet
+        .ctl("run")
+        .args(&["-g", "all", &command])
+        .with_stdout(writer)
+        .output();
+
+    out.assert_code(0);
+    assert_eq!(fs::read_to_string(&done).unwrap(), "\n\n");
+    let records = fleet.audit_records();
+    assert_eq!(records.last().unwrap()["event"], "end");
+}
+
+#[test]
+fn an_unusable_log_folder_exits_2_and_runs_nothing() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    // A file where the log folder should be.
+    fs::write(fleet.path("logs"), "not a folder").unwrap();
+    let marker = fleet.path("marker");
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-H", "web1", &format!("touch '{}'", marker.display())])
+        .output();
+
+    out.assert_code(2).assert_stderr_has("logs");
+    assert!(!marker.exists(), "the command ran without an operation log");
+}
+
+#[test]
+fn an_agent_stopped_mid_command_ends_the_host() {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let pid_file = fleet.path("sleep.pid");
+
+    let ctl = fleet
+        .ctl("run")
+        .args(&["--json", "-H", "web1", &background_sleep(&pid_file)])
+        .spawn();
+    let pid = read_pid_file(&pid_file);
+    web1.terminate();
+    let out = ctl.wait(Duration::from_secs(30));
+
+    out.assert_code(1);
+    // FIXME: an agent shutting down reports its commands as `cancelled`, the status
+    // documented as "stopped by Ctrl-C on ctl" (controller/src/outcome.rs), and the error
+    // does not say the agent stopped. Asserting the current behaviour.
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "cancelled", "got {web1}");
+    assert_eq!(
+        web1["error"], "cancelled; process group killed",
+        "got {web1}"
+    );
+    assert_process_ends(pid);
+}
+
+#[test]
+fn a_path_that_goes_silent_mid_command_holds_ctl_until_ctrl_c_twice() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    let relay = Relay::start(web1.addr());
+    fleet.write_inventory(&[("web1", relay.addr())], &[]);
+
+    let mut ctl = fleet
+        .ctl("run")
+        .args(&["--json", "-t", "1", "-H", "web1", "echo first; sleep 300"])
+        .spawn();
+    wait_until("the command has started", Duration::from_secs(20), || {
+        fs::read_to_string(fleet.audit_path()).is_ok_and(|log| log.contains("\"start\""))
+    });
+    // Let the request through, then lose every byte both ways without a FIN or RST.
+    thread::sleep(Duration::from_millis(500));
+    relay.cut();
+
+    // FIXME: ctl has no deadline of its own on a running command: neither `-t` (enforced only
+    // by the agent, whose `Exit` is lost here) nor TCP keepalive ends the wait, so the
+    // operation hangs for as long as the path stays silent (controller/src/client.rs,
+    // `follow_command`: `channel.recv()` without a timeout). It should end the host as
+    // `timeout` or `error` soon after `-t` + the kill grace. Until then we assert that ctl
+    // is still waiting well past that point, and that Ctrl-C twice gets the operator out.
+    let past_any_deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < past_any_deadline {
+        assert!(
+            ctl.is_running(),
+            "ctl ended on its own: the FIXME above is fixed; flip this test"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    ctl.interrupt();
+    ctl.wait_for_stderr(Duration::from_secs(10), "interrupted: cancelling");
+    ctl.interrupt();
+    let out = ctl.wait(Duration::from_secs(10));
+
+    out.assert_code(130);
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "cancelled", "got {web1}");
+    assert_eq!(web1["stdout"], "first\n", "got {web1}");
+}

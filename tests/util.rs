@@ -1,0 +1,681 @@
+//! The harness: real `agent` and `ctl` processes on loopback, a temp folder per test with a
+//! key file, an inventory and a log folder, and waits that always have a deadline.
+//!
+//! It does not know any test's expectations; it only starts, feeds and reads processes and
+//! panics with everything it saw (status, stdout, stderr) when a wait runs out. The binaries
+//! are built once per test run with the same profile as this test, so a test never runs a
+//! stale `ctl` or `agent`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How long a `ctl` invocation may take before the harness gives up on it. Generous, because
+/// a loaded CI machine is slow; a passing test never waits for it.
+pub const CTL_DEADLINE: Duration = Duration::from_secs(60);
+/// How long an agent may take to print its address.
+const AGENT_START_DEADLINE: Duration = Duration::from_secs(20);
+/// The pause between two looks at a condition in [`wait_until`].
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The environment variables `ctl` reads; removed so the developer's shell cannot leak in.
+const CTL_ENV: [&str; 4] = ["CTL_INVENTORY", "CTL_LOG_DIR", "CTL_KEY_FILE", "RUST_LOG"];
+
+// ---------------------------------------------------------------------------------------------
+// Binaries
+
+/// The folder holding the freshly built `agent` and `ctl`.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // Cargo only builds the binaries of the test's own package for us; ours live in
+        // other workspace members, so build them here, once, in the test's profile.
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "-p", "agent", "-p", "controller"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("can run cargo build");
+        assert!(status.success(), "cargo build of agent and ctl failed");
+        // The test runs as <target>/<profile>/deps/e2e-HASH; the binaries sit in <profile>.
+        let exe = std::env::current_exe().expect("the test knows its own path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary lives in <target>/<profile>/deps")
+            .to_owned();
+        for bin in ["agent", "ctl"] {
+            assert!(
+                dir.join(bin).is_file(),
+                "{bin} not found in {}",
+                dir.display()
+            );
+        }
+        dir
+    })
+}
+
+fn agent_bin() -> PathBuf {
+    bin_dir().join("agent")
+}
+
+fn ctl_bin() -> PathBuf {
+    bin_dir().join("ctl")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+
+/// Polls `condition` until it holds, panicking with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// True while process `pid` exists and is not a zombie. A killed background job may stay a
+/// zombie for a while when its reaper (init of a container) is slow; it runs no more code.
+pub fn is_process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => match stat.rsplit_once(')') {
+            Some((_, rest)) => !rest.trim_start().starts_with(['Z', 'X']),
+            None => true,
+        },
+    }
+}
+
+/// Waits until `path` holds a process id (written by the remote command) and returns it.
+pub fn read_pid_file(path: &Path) -> i32 {
+    let mut pid = None;
+    wait_until(
+        &format!("{} holds a pid", path.display()),
+        Duration::from_secs(20),
+        || {
+            pid = fs::read_to_string(path)
+                .ok()
+                .filter(|text| text.ends_with('\n'))
+                .and_then(|text| text.trim().parse().ok());
+            pid.is_some()
+        },
+    );
+    pid.expect("set when the wait ends")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key files
+
+/// Writes a key file of 32 bytes of `seed` (64 hex digits) with mode 0600. Different seeds
+/// make keys that do not match.
+pub fn write_key(path: &Path, seed: u8) {
+    let hex: String = std::iter::repeat_n(format!("{seed:02x}"), 32).collect();
+    fs::write(path, format!("{hex}\n")).expect("can write the key file");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("can chmod the key");
+}
+
+/// The seed of the key every fixture writes to `fleet.key`.
+pub const FLEET_KEY_SEED: u8 = 0x11;
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+
+/// A running `agent` on 127.0.0.1, killed when dropped.
+pub struct Agent {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How to start an agent: the key plus optional flags, environment and working folder.
+pub struct AgentBuilder {
+    key: PathBuf,
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl AgentBuilder {
+    /// Adds command-line flags, e.g. `["--kill-grace", "1"]`.
+    pub fn flags(mut self, flags: &[&str]) -> AgentBuilder {
+        self.flags.extend(flags.iter().map(|flag| flag.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the agent, and so of every command it runs: the way
+    /// to make one command behave differently per host when all hosts share this machine.
+    pub fn env(mut self, name: &str, value: &str) -> AgentBuilder {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the agent and waits until it says where it listens.
+    pub fn start(self) -> Agent {
+        let mut child = Command::new(agent_bin())
+            .args(["--listen", "127.0.0.1:0", "-q", "--key-file"])
+            .arg(&self.key)
+            .args(&self.flags)
+            .envs(self.env)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("can start the agent");
+        let stderr = collect(child.stderr.take().expect("piped"));
+        let first_line = read_first_line(child.stdout.take().expect("piped"));
+        let line = match first_line.recv_timeout(AGENT_START_DEADLINE) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the agent did not print its address within {AGENT_START_DEADLINE:?}; \
+                     stderr:\n{}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap())
+                );
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the agent: {line:?}"));
+        Agent {
+            child,
+            addr,
+            stderr,
+        }
+    }
+}
+
+impl Agent {
+    /// An agent with default settings and the key at `key`.
+    pub fn start(key: &Path) -> Agent {
+        Agent::builder(key).start()
+    }
+
+    /// An agent to be configured before it starts.
+    pub fn builder(key: &Path) -> AgentBuilder {
+        AgentBuilder {
+            key: key.to_owned(),
+            flags: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Where the agent listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True while the agent process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What the agent wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Sends SIGTERM, as systemd does to stop the service.
+    pub fn terminate(&self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGTERM).expect("can signal the agent");
+    }
+
+    /// Panics, with the agent's stderr, unless the agent is still running.
+    pub fn assert_running(&mut self) {
+        assert!(
+            self.is_running(),
+            "the agent exited ({:?}); stderr:\n{}",
+            self.child.try_wait(),
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends the first stdout line over a channel, then keeps draining stdout so the agent never
+/// blocks on a full pipe.
+fn read_first_line(stdout: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_ok() && !line.is_empty() {
+            let _ = tx.send(line);
+        }
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    rx
+}
+
+/// Reads a pipe to its end on a thread, into a shared buffer that can be looked at any time.
+fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet fixture
+
+/// A temp folder with `fleet.key` (mode 0600), room for `inventory.yaml`, and `logs/`.
+pub struct Fleet {
+    dir: TempDir,
+}
+
+impl Fleet {
+    /// A folder with a fleet key and no inventory yet.
+    pub fn new() -> Fleet {
+        let dir = tempfile::tempdir().expect("can make a temp folder");
+        write_key(&dir.path().join("fleet.key"), FLEET_KEY_SEED);
+        Fleet { dir }
+    }
+
+    /// A path inside the fixture's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The fleet key file.
+    pub fn key(&self) -> PathBuf {
+        self.path("fleet.key")
+    }
+
+    /// An agent holding the fleet key, with default settings.
+    pub fn agent(&self) -> Agent {
+        Agent::start(&self.key())
+    }
+
+    /// Writes `inventory.yaml`: `key_file: fleet.key`, then `hosts` (name, agent address)
+    /// and `groups` (name, members) in the order given.
+    pub fn write_inventory(&self, hosts: &[(&str, SocketAddr)], groups: &[(&str, &[&str])]) {
+        let mut yaml = String::from("defaults:\n  key_file: fleet.key\nhosts:\n");
+        for (name, addr) in hosts {
+            yaml.push_str(&format!("  {name}: {addr}\n"));
+        }
+        if !groups.is_empty() {
+            yaml.push_str("groups:\n");
+        }
+        for (name, members) in groups {
+            yaml.push_str(&format!("  {name}: [{}]\n", members.join(", ")));
+        }
+        self.write_inventory_text(&yaml);
+    }
+
+    /// Writes `inventory.yaml` as given.
+    pub fn write_inventory_text(&self, yaml: &str) {
+        fs::write(self.path("inventory.yaml"), yaml).expect("can write the inventory");
+    }
+
+    /// `ctl SUBCOMMAND -i <inventory>` (plus `--log-dir <logs>` for `run`).
+    pub fn ctl(&self, subcommand: &str) -> Ctl {
+        let mut cmd = Command::new(ctl_bin());
+        cmd.arg(subcommand)
+            .arg("-i")
+            .arg(self.path("inventory.yaml"))
+            .current_dir(self.dir.path());
+        if subcommand == "run" {
+            cmd.arg("--log-dir").arg(self.path("logs"));
+        }
+        for name in CTL_ENV {
+            cmd.env_remove(name);
+        }
+        Ctl { cmd, stdout: None }
+    }
+
+    /// The operation log.
+    pub fn audit_path(&self) -> PathBuf {
+        self.path("logs").join("audit.jsonl")
+    }
+
+    /// Every record of the operation log, parsed; panics on a line that is not JSON.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.audit_path())
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", self.audit_path().display()));
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("audit line is not JSON ({err}): {line:?}"))
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ctl
+
+/// One `ctl` invocation being put together.
+pub struct Ctl {
+    cmd: Command,
+    stdout: Option<Stdio>,
+}
+
+impl Ctl {
+    /// Adds arguments (flags, then the remote command words).
+    pub fn args(mut self, args: &[&str]) -> Ctl {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Adds one path argument.
+    pub fn arg_path(mut self, path: &Path) -> Ctl {
+        self.cmd.arg(path);
+        self
+    }
+
+    /// Sends ctl's stdout to `stdout` instead of the harness (which then sees none of it).
+    pub fn with_stdout(mut self, stdout: impl Into<Stdio>) -> Ctl {
+        self.stdout = Some(stdout.into());
+        self
+    }
+
+    /// Runs `ctl` to its end (within [`CTL_DEADLINE`]).
+    pub fn output(self) -> CtlOutput {
+        self.spawn().wait(CTL_DEADLINE)
+    }
+
+    /// Starts `ctl` and returns at once, to watch its output while it runs.
+    pub fn spawn(mut self) -> RunningCtl {
+        let mut child = self
+            .cmd
+            .stdin(Stdio::null())
+            .stdout(self.stdout.unwrap_or_else(Stdio::piped))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("can start ctl");
+        let (tx, lines) = mpsc::channel();
+        let stdout_bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = stdout_bytes.clone();
+        let Some(stdout) = child.stdout.take() else {
+            drop(sink);
+            drop(tx);
+            let stderr = collect(child.stderr.take().expect("piped"));
+            return RunningCtl {
+                child,
+                lines,
+                stdout: stdout_bytes,
+                stderr,
+            };
+        };
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while let Ok(1..) = reader.read_until(b'\n', &mut line) {
+                sink.lock().unwrap().extend_from_slice(&line);
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+                line.clear();
+            }
+        });
+        let stderr = collect(child.stderr.take().expect("piped"));
+        RunningCtl {
+            child,
+            lines,
+            stdout: stdout_bytes,
+            stderr,
+        }
+    }
+}
+
+/// A `ctl` process that may still be running.
+pub struct RunningCtl {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RunningCtl {
+    /// ctl's process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// True while ctl has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the next stdout line that `want` accepts and returns it.
+    pub fn wait_for_line(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(line.trim_end_matches('\n')) => {
+                    return line.trim_end_matches('\n').to_owned()
+                }
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    let seen = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+                    let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+                    panic!(
+                        "no wanted stdout line from ctl within {timeout:?}\n\
+                         stdout so far:\n{seen}\nstderr so far:\n{stderr}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits until ctl's stderr contains `needle`.
+    pub fn wait_for_stderr(&self, timeout: Duration, needle: &str) {
+        let what = format!("ctl's stderr contains {needle:?}");
+        wait_until(&what, timeout, || {
+            String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(needle)
+        });
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal would.
+    pub fn interrupt(&self) {
+        kill(self.pid(), Signal::SIGINT).expect("can signal ctl");
+    }
+
+    /// Waits for ctl to exit; kills it and panics after `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> CtlOutput {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("can wait for ctl") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "ctl did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&self.stdout.lock().unwrap()),
+                    String::from_utf8_lossy(&self.stderr.lock().unwrap())
+                );
+            }
+            thread::sleep(POLL_INTERVAL);
+        };
+        // The reader threads end at EOF, which follows the exit unless ctl left a child
+        // holding the pipes (it does not start any).
+        wait_until("ctl's pipes are drained", Duration::from_secs(10), || {
+            Arc::strong_count(&self.stdout) == 1 && Arc::strong_count(&self.stderr) == 1
+        });
+        let take = |buf: &Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *buf.lock().unwrap());
+        CtlOutput {
+            status,
+            stdout_bytes: take(&self.stdout),
+            stderr: String::from_utf8_lossy(&take(&self.stderr)).into_owned(),
+        }
+    }
+}
+
+impl Drop for RunningCtl {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a finished `ctl` left behind.
+pub struct CtlOutput {
+    pub status: ExitStatus,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    /// stdout as text (invalid UTF-8 would show as U+FFFD, which ctl should never print).
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout_bytes).into_owned()
+    }
+
+    /// stdout's lines, sorted, for output whose host order is not defined.
+    pub fn sorted_stdout_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.stdout().lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    }
+
+    /// Panics, showing everything, unless ctl exited with `code`.
+    pub fn assert_code(&self, code: i32) -> &CtlOutput {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "ctl exit status: expected {code}, got {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout(),
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics, showing stderr, unless stderr contains `needle`.
+    pub fn assert_stderr_has(&self, needle: &str) -> &CtlOutput {
+        assert!(
+            self.stderr.contains(needle),
+            "ctl stderr: expected to contain {needle:?}, got:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// The `--json` objects, by host name; panics on a line that is not a JSON object.
+    pub fn json_by_host(&self) -> HashMap<String, Value> {
+        self.stdout()
+            .lines()
+            .map(|line| {
+                let value: Value = serde_json::from_str(line).unwrap_or_else(|err| {
+                    panic!("not JSON ({err}): {line:?}\nstderr:\n{}", self.stderr)
+                });
+                let host = value["host"].as_str().expect("host is a string").to_owned();
+                (host, value)
+            })
+            .collect()
+    }
+}
+
+/// A TCP port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn closed_port_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
+    listener.local_addr().expect("bound")
+}
+
+/// Writes `bytes` to a fresh connection to `addr` and returns the stream.
+pub fn connect_and_send(addr: SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(addr).expect("can connect to the agent");
+    stream.write_all(bytes).expect("can write to the agent");
+    stream
+}
+
+/// A TCP relay to one address that can be told to go silent: after [`Relay::cut`] it keeps
+/// both connections open but drops every byte, like a network path that died without a
+/// FIN or RST reaching either end.
+pub struct Relay {
+    addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Listens on 127.0.0.1 and relays the first connection it accepts to `target`.
+    pub fn start(target: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
+        let addr = listener.local_addr().expect("bound");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let relay_cut = cut.clone();
+        thread::spawn(move || {
+            let Ok((client, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(server) = std::net::TcpStream::connect(target) else {
+                return;
+            };
+            let pipes = [
+                (client.try_clone(), server.try_clone()),
+                (server.try_clone(), client.try_clone()),
+            ];
+            for (src, dst) in pipes {
+                let (Ok(src), Ok(dst)) = (src, dst) else {
+                    return;
+                };
+                let cut = relay_cut.clone();
+                thread::spawn(move || pump(src, dst, &cut));
+            }
+            // Keep both ends open for as long as the relay threads run.
+            let _keep = (client, server);
+            thread::park();
+        });
+        Relay { addr, cut }
+    }
+
+    /// Where to connect instead of the target.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// From now on, drop every byte in both directions.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pump(
+    mut src: std::net::TcpStream,
+    mut dst: std::net::TcpStream,
+    cut: &std::sync::atomic::AtomicBool,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n @ 1..) = src.read(&mut buf) {
+        if !cut.load(std::sync::atomic::Ordering::SeqCst) && dst.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
