@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::channel::Channel;
 use common::frame::MAX_DATA_CHUNK;
-use common::message::{EndReason, Packet, Reply, Request, Stream};
+use common::message::{EndReason, Packet, Reply, Request, Stream, HEARTBEAT_INTERVAL};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -130,6 +130,8 @@ async fn stream_until_exit(
     let mut out_buf = BytesMut::with_capacity(MAX_DATA_CHUNK);
     let mut err_buf = BytesMut::with_capacity(MAX_DATA_CHUNK);
     let timeout_at = limits.timeout.map(|t| Instant::now() + t);
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
     let mut progress = Progress {
         status: None,
         reason: EndReason::Exited,
@@ -183,7 +185,10 @@ async fn stream_until_exit(
                 Err(err) => return Err(err.to_string()),
             },
             _ = shutdown.cancelled(), if progress.reason == EndReason::Exited && progress.status.is_none() => {
-                stop(group, &mut progress, EndReason::Cancelled, limits);
+                stop(group, &mut progress, EndReason::Shutdown, limits);
+            }
+            _ = heartbeat.tick() => {
+                send_within(channel, &Packet::Control(Reply::Heartbeat), limits.send_timeout).await?;
             }
         }
     }

@@ -15,9 +15,15 @@
 //! and up to a third more bytes for nothing. A controller sends [`Request`]s, an agent answers
 //! with [`Reply`]s; both are wrapped in a [`Packet`]. See docs/PROTOCOL.md, "Messages".
 
+use std::time::Duration;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// While a command runs, the agent sends [`Reply::Heartbeat`] this often, so a controller
+/// can tell a silent command from a lost agent.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 const TYPE_CONTROL: u8 = 0x00;
 const TYPE_STDOUT: u8 = 0x01;
@@ -108,6 +114,8 @@ pub enum Reply {
         /// The shell's pid on the agent host.
         pid: u32,
     },
+    /// Sent every [`HEARTBEAT_INTERVAL`] while a command runs: the agent is still there.
+    Heartbeat,
     /// The command is over; always the last packet of an `Exec`.
     Exit {
         /// The exit code, when the shell exited by itself.
@@ -179,8 +187,10 @@ pub enum EndReason {
     Exited,
     /// The agent killed it when its timeout expired.
     Timeout,
-    /// The agent killed it on a [`Request::Cancel`] or because the controller went away.
+    /// The agent killed it on a [`Request::Cancel`].
     Cancelled,
+    /// The agent killed it because the agent itself is shutting down.
+    Shutdown,
 }
 
 /// What a [`Reply::Entry`] is.

@@ -102,6 +102,11 @@ pub struct ConnectArgs {
     /// Give up on a host that has not connected and authenticated within SECS.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_seconds)]
     pub connect_timeout: f64,
+
+    /// Take a host for lost when its agent sends nothing, not even its heartbeat (every
+    /// 5 s), for SECS while a command runs; the host is `error`.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = parse_silence)]
+    pub silence_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +258,17 @@ pub struct LogVerifyArgs {
     /// The fleet key file, instead of the inventory's.
     #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+}
+
+fn parse_silence(text: &str) -> Result<f64, String> {
+    let secs = parse_seconds(text)?;
+    let heartbeat = common::message::HEARTBEAT_INTERVAL.as_secs_f64();
+    if secs <= heartbeat {
+        return Err(format!(
+            "must be more than the agent's {heartbeat} s heartbeat"
+        ));
+    }
+    Ok(secs)
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

@@ -26,6 +26,9 @@ const CANCEL_REPORT_WAIT: Duration = Duration::from_secs(10);
 pub struct Connector {
     pub key: Arc<Key>,
     pub connect_timeout: Duration,
+    /// A running command's agent that sends nothing, not even a heartbeat, for this long
+    /// is taken for lost.
+    pub silence_timeout: Duration,
 }
 
 /// The two ways an operator stops an operation: the first Ctrl-C asks agents to cancel and
@@ -133,13 +136,14 @@ pub async fn run(
     if let Err(err) = channel.send(&Packet::Control(exec)).await {
         return protocol_error(err.to_string(), started);
     }
-    follow_command(&mut channel, sink, stop, started).await
+    follow_command(&mut channel, connector.silence_timeout, sink, stop, started).await
 }
 
 /// Reads the agent's replies until the command's `Exit`, passing output on; on Ctrl-C asks
 /// the agent to cancel and waits (boundedly) for its report.
 async fn follow_command(
     channel: &mut Channel<TcpStream>,
+    silence_timeout: Duration,
     sink: &OutputSink,
     stop: &Stop,
     started: Instant,
@@ -147,6 +151,7 @@ async fn follow_command(
     let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
     let mut cancel_sent = false;
     let mut report_deadline = None;
+    let mut silence_deadline = tokio::time::Instant::now() + silence_timeout;
     loop {
         let packet = tokio::select! {
             _ = stop.cancel.cancelled(), if !cancel_sent => {
@@ -163,8 +168,16 @@ async fn follow_command(
             _ = sleep_until(report_deadline) => {
                 return HostOutcome::failure(Status::Cancelled, "cancelled; the agent did not confirm in time", started.elapsed());
             }
+            _ = tokio::time::sleep_until(silence_deadline) => {
+                let why = format!(
+                    "the agent sent nothing, not even a heartbeat, for {}s: host or path lost",
+                    silence_timeout.as_secs()
+                );
+                return HostOutcome::failure(Status::Error, why, started.elapsed());
+            }
             packet = channel.recv::<Reply>() => packet,
         };
+        silence_deadline = tokio::time::Instant::now() + silence_timeout;
         match packet {
             Ok(Some(Packet::Output(stream, bytes))) => {
                 match stream {
@@ -173,7 +186,7 @@ async fn follow_command(
                 }
                 sink.output(stream, bytes).await;
             }
-            Ok(Some(Packet::Control(Reply::Started { .. }))) => {}
+            Ok(Some(Packet::Control(Reply::Started { .. } | Reply::Heartbeat))) => {}
             Ok(Some(Packet::Control(Reply::Exit {
                 code,
                 signal,
@@ -215,6 +228,10 @@ fn command_outcome(
         (EndReason::Cancelled, ..) => (
             Status::Cancelled,
             Some("cancelled; process group killed".to_owned()),
+        ),
+        (EndReason::Shutdown, ..) => (
+            Status::Error,
+            Some("the agent shut down; process group killed".to_owned()),
         ),
         (EndReason::Exited, Some(0), _) => (Status::Ok, None),
         (EndReason::Exited, Some(code), _) => {

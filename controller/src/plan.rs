@@ -21,6 +21,7 @@ pub struct Plan {
     pub key: Key,
     pub forks: usize,
     pub connect_timeout: Duration,
+    pub silence_timeout: Duration,
 }
 
 /// Loads the inventory and resolves the selection to hosts, each once, in inventory order.
@@ -58,6 +59,7 @@ pub fn resolve(targets: &TargetArgs, connect: &ConnectArgs) -> Result<Plan> {
         key,
         forks: connect.forks as usize,
         connect_timeout: Duration::from_secs_f64(connect.connect_timeout),
+        silence_timeout: Duration::from_secs_f64(connect.silence_timeout),
     })
 }
 

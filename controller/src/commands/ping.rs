@@ -17,6 +17,7 @@ pub async fn ping(args: PingArgs) -> Result<Exit> {
     let connector = Connector {
         key: Arc::new(plan.key),
         connect_timeout: plan.connect_timeout,
+        silence_timeout: plan.silence_timeout,
     };
     let outcomes = fan_out(&plan.targets, plan.forks, |_, host| {
         let connector = connector.clone();

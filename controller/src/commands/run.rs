@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     let connector = Connector {
         key: Arc::new(plan.key),
         connect_timeout: plan.connect_timeout,
+        silence_timeout: plan.silence_timeout,
     };
     let exec = Request::Exec {
         command,
