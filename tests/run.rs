@@ -547,7 +547,7 @@ fn a_path_that_goes_silent_mid_command_ends_the_host_after_the_silence_timeout()
     // Tried: the path to the agent loses every byte both ways, without a FIN or RST, while
     // a command runs. The agent's `exit` can never arrive and `-t` alone cannot help; the
     // missing heartbeats must end the host on ctl's side.
-    let mut ctl = fleet
+    let ctl = fleet
         .ctl("run")
         .args(&[
             "--json",

@@ -491,14 +491,6 @@ impl RunningCtl {
         }
     }
 
-    /// Waits until ctl's stderr contains `needle`.
-    pub fn wait_for_stderr(&self, timeout: Duration, needle: &str) {
-        let what = format!("ctl's stderr contains {needle:?}");
-        wait_until(&what, timeout, || {
-            String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(needle)
-        });
-    }
-
     /// Sends SIGINT, as Ctrl-C in a terminal would.
     pub fn interrupt(&self) {
         kill(self.pid(), Signal::SIGINT).expect("can signal ctl");
