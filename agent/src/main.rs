@@ -5,6 +5,7 @@
 //! connections), [`session`] (one authenticated connection) and [`exec`] (one command).
 
 mod exec;
+mod files;
 mod server;
 mod session;
 
@@ -56,6 +57,11 @@ struct Args {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
 
+    /// Where relative paths of `ctl push` and `ctl pull` resolve (default: the working
+    /// folder). Temporary files of interrupted pushes are removed from below it at start.
+    #[arg(long, value_name = "DIR")]
+    files_dir: Option<PathBuf>,
+
     /// More diagnostics (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -91,12 +97,28 @@ async fn run(args: Args) -> Result<()> {
     stdout.flush()?;
     drop(stdout);
 
+    // Only a folder named on purpose is searched through for stale temporary files: the
+    // default (the working folder, `/` under systemd) could be the whole file system.
+    // Destination folders are cleaned of them at every push anyway.
+    let (files_dir, scan_below) = match args.files_dir {
+        Some(dir) => (dir, true),
+        None => (std::env::current_dir().context("cannot tell the working folder")?, false),
+    };
+    if !files_dir.is_dir() {
+        anyhow::bail!("the files folder {} does not exist", files_dir.display());
+    }
+    let removed = files::remove_stale_temps(&files_dir, scan_below);
+    if removed > 0 {
+        tracing::info!(removed, "removed temporary files of interrupted pushes");
+    }
+
     let config = Arc::new(server::Config {
         key,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         kill_grace: Duration::from_secs(args.kill_grace),
         max_connections: args.max_connections,
+        files_dir,
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

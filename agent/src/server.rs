@@ -30,6 +30,8 @@ pub struct Config {
     pub kill_grace: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Where relative paths of pushes and pulls resolve.
+    pub files_dir: std::path::PathBuf,
 }
 
 /// Accepts connections until `shutdown` is cancelled, then waits for the sessions to stop

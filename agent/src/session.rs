@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::exec;
 use crate::server::Config;
+use crate::{exec, files};
 
 /// Serves one connection to its end. Never returns an error: there is nobody to return it
 /// to, so the reason is logged instead.
@@ -92,16 +92,43 @@ async fn answer_requests(
             }
             // A cancel that crossed the command's end on the wire: nothing left to cancel.
             Packet::Control(Request::Cancel) => tracing::debug!("cancel with nothing running"),
-            Packet::Control(
-                Request::PutFile { .. }
-                | Request::MakeDir { .. }
-                | Request::MakeSymlink { .. }
-                | Request::Get { .. },
-            ) => {
-                let reply = Reply::Error {
-                    message: "file transfer is not supported by this agent yet".into(),
+            Packet::Control(Request::PutFile {
+                path,
+                name,
+                size,
+                mode,
+                sha256,
+                mkdir,
+            }) => {
+                let span = tracing::info_span!("op", kind = "put", %path);
+                let request = files::put::PutRequest {
+                    path,
+                    name,
+                    size,
+                    mode,
+                    sha256,
+                    mkdir,
                 };
-                send_within(channel, &Packet::Control(reply), config.idle_timeout).await?;
+                files::put::put_file(channel, request, config)
+                    .instrument(span)
+                    .await?;
+            }
+            Packet::Control(Request::MakeDir {
+                path,
+                name,
+                mode,
+                mkdir,
+            }) => {
+                files::put::make_dir(channel, &path, &name, mode, mkdir, config).await?;
+            }
+            Packet::Control(Request::MakeSymlink { path, target }) => {
+                files::put::make_symlink(channel, &path, &target, config).await?;
+            }
+            Packet::Control(Request::Get { path, recursive }) => {
+                let span = tracing::info_span!("op", kind = "get", %path);
+                files::get::get(channel, &path, recursive, config)
+                    .instrument(span)
+                    .await?;
             }
             Packet::Output(..) | Packet::FileData(_) => {
                 return Err("unexpected data from the controller".into())

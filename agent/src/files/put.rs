@@ -1,0 +1,289 @@
+//! Receiving pushed files: [`put_file`], and the directories and links of a tree push.
+//!
+//! A file is announced with its size and SHA-256. If the destination already holds exactly
+//! that content, the answer is `unchanged` and no data is sent. Otherwise the data is
+//! written to a temporary file beside the destination while it is hashed; only when all
+//! of it has arrived, been synced and matched the announced SHA-256 is the temporary file
+//! renamed over the destination. Any failure before that leaves the old destination as it
+//! was and removes the temporary file (see [`super::TempFile`]).
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::channel::Channel;
+use common::message::{Packet, Reply, Request};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{remove_stale_temps, resolve, TempFile};
+use crate::server::Config;
+use crate::session::send_within;
+
+/// What [`put_file`] was asked to write.
+pub struct PutRequest {
+    pub path: String,
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    pub sha256: String,
+    pub mkdir: bool,
+}
+
+/// Serves one `PutFile`.
+///
+/// # Errors
+/// A reason to drop the connection (the controller vanished or broke the protocol); a
+/// failure that only concerns this file is answered with `Reply::Error` instead.
+pub async fn put_file(
+    channel: &mut Channel<TcpStream>,
+    req: PutRequest,
+    config: &Config,
+) -> Result<(), String> {
+    let dest = destination(&config.files_dir, &req.path, &req.name);
+    if let Err(message) = prepare_folder(&dest, req.mkdir) {
+        return reply(channel, Reply::Error { message }, config).await;
+    }
+    if holds_already(&dest, req.size, &req.sha256).await {
+        if let Err(err) = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(req.mode))
+        {
+            tracing::warn!(path = %dest.display(), error = %err, "cannot set the mode of an unchanged file");
+        }
+        tracing::info!(path = %dest.display(), "unchanged");
+        let ready = Reply::PutReady {
+            path: display(&dest),
+            unchanged: true,
+        };
+        return reply(channel, ready, config).await;
+    }
+    let ready = Reply::PutReady {
+        path: display(&dest),
+        unchanged: false,
+    };
+    reply(channel, ready, config).await?;
+
+    let temp = TempFile::beside(&dest);
+    let written = receive_into(channel, temp.path(), req.size, config).await?;
+    let outcome = match written {
+        Err(message) => Reply::Error { message },
+        Ok(sha256) if sha256 != req.sha256 => Reply::Error {
+            message: format!(
+                "checksum mismatch for {}: received data hashes to {sha256}, the controller announced {}; the destination was left as it was",
+                dest.display(),
+                req.sha256
+            ),
+        },
+        Ok(sha256) => match finish(temp, &dest, req.mode) {
+            Ok(()) => {
+                tracing::info!(path = %dest.display(), bytes = req.size, "file written");
+                Reply::PutDone { path: display(&dest), bytes: req.size, sha256 }
+            }
+            Err(err) => Reply::Error { message: format!("cannot put {} in place: {err}", dest.display()) },
+        },
+    };
+    reply(channel, outcome, config).await
+}
+
+/// Serves one `MakeDir`.
+pub async fn make_dir(
+    channel: &mut Channel<TcpStream>,
+    path: &str,
+    name: &str,
+    mode: u32,
+    mkdir: bool,
+    config: &Config,
+) -> Result<(), String> {
+    let dir = destination(&config.files_dir, path, name);
+    let made = prepare_folder(&dir, mkdir).and_then(|()| {
+        match std::fs::create_dir(&dir) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            other => other,
+        }
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)))
+        .map_err(|err| format!("cannot create the folder {}: {err}", dir.display()))
+    });
+    let answer = match made {
+        Ok(()) => Reply::Made {
+            path: display(&dir),
+        },
+        Err(message) => Reply::Error { message },
+    };
+    reply(channel, answer, config).await
+}
+
+/// Serves one `MakeSymlink`: a new link is made beside the old path and renamed over it.
+pub async fn make_symlink(
+    channel: &mut Channel<TcpStream>,
+    path: &str,
+    target: &str,
+    config: &Config,
+) -> Result<(), String> {
+    let link = resolve(&config.files_dir, path);
+    let temp = TempFile::beside(&link);
+    let made = std::os::unix::fs::symlink(target, temp.path()).and_then(|()| temp.persist(&link));
+    let answer = match made {
+        Ok(()) => Reply::Made {
+            path: display(&link),
+        },
+        Err(err) => Reply::Error {
+            message: format!("cannot create the link {}: {err}", link.display()),
+        },
+    };
+    reply(channel, answer, config).await
+}
+
+/// The destination, with scp's rule: an existing directory receives `dir/<name>`.
+fn destination(files_dir: &Path, path: &str, name: &str) -> PathBuf {
+    let dest = resolve(files_dir, path);
+    if !name.is_empty() && dest.is_dir() {
+        dest.join(name)
+    } else {
+        dest
+    }
+}
+
+/// Makes sure the destination's folder exists (creating it with `mkdir`), and clears it of
+/// temporary files that killed agents left behind.
+fn prepare_folder(dest: &Path, mkdir: bool) -> Result<(), String> {
+    let Some(folder) = dest.parent().filter(|f| !f.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !folder.is_dir() {
+        if !mkdir {
+            return Err(format!(
+                "the folder {} does not exist (push with --mkdir to create it)",
+                folder.display()
+            ));
+        }
+        std::fs::create_dir_all(folder)
+            .map_err(|err| format!("cannot create the folder {}: {err}", folder.display()))?;
+    }
+    remove_stale_temps(folder, false);
+    Ok(())
+}
+
+/// True when `dest` is a regular file of `size` bytes whose SHA-256 is `sha256`.
+async fn holds_already(dest: &Path, size: u64, sha256: &str) -> bool {
+    let is_candidate =
+        std::fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_file() && meta.len() == size);
+    if !is_candidate {
+        return false;
+    }
+    let dest = dest.to_owned();
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&dest)).await;
+    matches!(hashed, Ok(Ok(existing)) if existing == sha256)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Receives exactly `size` bytes of file data into `temp`, hashing them.
+///
+/// The outer `Result` is the connection's (the controller broke off); the inner one is the
+/// file's. After a write error (a full disk, say) the rest of the data is still read and
+/// dropped, so the controller gets a clear error instead of a reset connection.
+async fn receive_into(
+    channel: &mut Channel<TcpStream>,
+    temp: &Path,
+    size: u64,
+    config: &Config,
+) -> Result<Result<String, String>, String> {
+    let mut file = match tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .await
+    {
+        Ok(file) => Some(file),
+        Err(err) => {
+            return drain(channel, size, config)
+                .await
+                .map(|()| Err(format!("cannot create {}: {err}", temp.display())))
+        }
+    };
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut failure: Option<String> = None;
+    while received < size {
+        let chunk = recv_data(channel, config).await?;
+        received += chunk.len() as u64;
+        if received > size {
+            return Err(format!(
+                "the controller sent more than the {size} bytes it announced"
+            ));
+        }
+        hasher.update(&chunk);
+        if let Some(open) = file.as_mut() {
+            if let Err(err) = open.write_all(&chunk).await {
+                failure = Some(format!("cannot write {}: {err}", temp.display()));
+                file = None;
+            }
+        }
+    }
+    if let (Some(mut open), None) = (file, &failure) {
+        if let Err(err) = open.flush().await.and(open.sync_all().await) {
+            failure = Some(format!("cannot sync {}: {err}", temp.display()));
+        }
+    }
+    Ok(match failure {
+        Some(message) => Err(message),
+        None => Ok(hex::encode(hasher.finalize())),
+    })
+}
+
+/// Reads and drops `size` bytes of file data.
+async fn drain(channel: &mut Channel<TcpStream>, size: u64, config: &Config) -> Result<(), String> {
+    let mut received = 0u64;
+    while received < size {
+        received += recv_data(channel, config).await?.len() as u64;
+    }
+    Ok(())
+}
+
+async fn recv_data(
+    channel: &mut Channel<TcpStream>,
+    config: &Config,
+) -> Result<bytes::Bytes, String> {
+    match tokio::time::timeout(config.idle_timeout, channel.recv::<Request>()).await {
+        Err(_) => Err(format!(
+            "no file data for {}s",
+            config.idle_timeout.as_secs()
+        )),
+        Ok(Err(err)) => Err(err.to_string()),
+        Ok(Ok(None)) => Err("the controller closed the connection mid-file".into()),
+        Ok(Ok(Some(Packet::FileData(chunk)))) => Ok(chunk),
+        Ok(Ok(Some(other))) => Err(format!("expected file data, got {other:?}")),
+    }
+}
+
+fn finish(temp: TempFile, dest: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))?;
+    temp.persist(dest)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+async fn reply(
+    channel: &mut Channel<TcpStream>,
+    reply: Reply,
+    config: &Config,
+) -> Result<(), String> {
+    if let Reply::Error { message } = &reply {
+        tracing::warn!(%message, "file request failed");
+    }
+    send_within(channel, &Packet::Control(reply), config.idle_timeout).await
+}
