@@ -102,14 +102,16 @@ async fn run(args: Args) -> Result<()> {
     // Destination folders are cleaned of them at every push anyway.
     let (files_dir, scan_below) = match args.files_dir {
         Some(dir) => (dir, true),
-        None => (std::env::current_dir().context("cannot tell the working folder")?, false),
+        None => (
+            std::env::current_dir().context("cannot tell the working folder")?,
+            false,
+        ),
     };
     if !files_dir.is_dir() {
         anyhow::bail!("the files folder {} does not exist", files_dir.display());
     }
-    let removed = files::remove_stale_temps(&files_dir, scan_below);
-    if removed > 0 {
-        tracing::info!(removed, "removed temporary files of interrupted pushes");
+    for path in files::remove_stale_temps(&files_dir, scan_below) {
+        tracing::info!(path = %path.display(), "removed a temporary file of an interrupted push");
     }
 
     let config = Arc::new(server::Config {

@@ -11,11 +11,13 @@
 //!   comes, belongs in this layer alone.
 //! - [`message`]: what travels inside a channel frame: JSON control messages, or raw bulk bytes.
 //!
-//! Beside the wire: [`key`] reads and writes the shared key file, and [`inventory`] models the
-//! operator's grouped host list. `docs/PROTOCOL.md` describes the same protocol for people
+//! Beside the wire: [`key`] reads and writes the shared key file, [`inventory`] models the
+//! operator's grouped host list, and [`atomic_file`] is how both sides write files that
+//! appear whole or not at all. `docs/PROTOCOL.md` describes the same protocol for people
 //! writing another peer; keep the two in step.
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod auth;
 pub mod channel;
 pub mod frame;

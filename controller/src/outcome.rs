@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// The command exited 0 (or the ping was answered).
+    /// The command exited 0, the ping was answered, or the file was transferred.
     Ok,
+    /// Push only: the destination already held exactly this content; nothing was sent.
+    Unchanged,
     /// The command exited non-zero or was killed by a signal nobody on our side sent.
     Failed,
     /// The agent killed the command when `--timeout` expired.
@@ -31,6 +33,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Unchanged => "unchanged",
             Status::Failed => "failed",
             Status::Timeout => "timeout",
             Status::Cancelled => "cancelled",
@@ -54,6 +57,10 @@ pub struct HostOutcome {
     pub error: Option<String>,
     /// The agent's release (ping only).
     pub agent_version: Option<String>,
+    /// Push and pull: file bytes transferred (pull: received; push: sent).
+    pub bytes: u64,
+    /// Push and pull of one file: the SHA-256 both sides agreed on.
+    pub sha256: Option<String>,
 }
 
 impl HostOutcome {
@@ -68,6 +75,8 @@ impl HostOutcome {
             stderr_bytes: 0,
             error: None,
             agent_version: None,
+            bytes: 0,
+            sha256: None,
         }
     }
 
@@ -82,6 +91,6 @@ impl HostOutcome {
 
     /// True for the statuses that count as success for the exit status.
     pub fn is_ok(&self) -> bool {
-        self.status == Status::Ok
+        matches!(self.status, Status::Ok | Status::Unchanged)
     }
 }

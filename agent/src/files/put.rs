@@ -159,7 +159,9 @@ fn prepare_folder(dest: &Path, mkdir: bool) -> Result<(), String> {
         std::fs::create_dir_all(folder)
             .map_err(|err| format!("cannot create the folder {}: {err}", folder.display()))?;
     }
-    remove_stale_temps(folder, false);
+    for path in remove_stale_temps(folder, false) {
+        tracing::info!(path = %path.display(), "removed a temporary file of an interrupted push");
+    }
     Ok(())
 }
 

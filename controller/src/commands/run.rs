@@ -56,7 +56,7 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
             exec.clone(),
         );
         async move {
-            let outcome = client::run(&connector, &host, exec, &sink, &stop).await;
+            let outcome = client::exec::run(&connector, &host, exec, &sink, &stop).await;
             sink.done(&outcome).await;
             outcome
         }

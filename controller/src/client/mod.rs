@@ -1,0 +1,113 @@
+//! One host, one operation: connect, authenticate, send the request, follow the replies to
+//! the end, and say what happened as a [`HostOutcome`]. Every failure becomes an outcome with
+//! a status; nothing here returns an `Err` to the fan-out.
+//!
+//! This module owns the connection (connect, handshake, timeouts); one submodule per kind
+//! of operation owns its conversation: [`exec`] (ping, run), [`push`], [`pull`].
+
+pub mod exec;
+pub mod pull;
+pub mod push;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::auth::{self, AuthError};
+use common::channel::Channel;
+use common::frame;
+use common::inventory::Host;
+use common::key::Key;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::{HostOutcome, Status};
+
+/// What a client needs to reach any host; cheap to clone into every host's task.
+#[derive(Clone)]
+pub struct Connector {
+    pub key: Arc<Key>,
+    pub connect_timeout: Duration,
+    /// A running command's agent that sends nothing, not even a heartbeat, for this long
+    /// is taken for lost.
+    pub silence_timeout: Duration,
+}
+
+/// The two ways an operator stops an operation: the first Ctrl-C asks agents to cancel and
+/// waits for their reports; the second stops waiting.
+#[derive(Clone, Default)]
+pub struct Stop {
+    pub cancel: CancellationToken,
+    pub abandon: CancellationToken,
+}
+
+/// An established, authenticated connection, or the outcome that explains why there is none.
+type Connected = Result<Channel<TcpStream>, HostOutcome>;
+
+impl Connector {
+    /// Connects and authenticates within the connect timeout.
+    pub async fn connect(&self, host: &Host, started: Instant) -> Connected {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let endpoint = host.endpoint();
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(&endpoint)).await {
+            Err(_) => {
+                let why = format!(
+                    "connect to {endpoint} timed out after {:?}",
+                    self.connect_timeout
+                );
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
+            }
+            Ok(Err(err)) => {
+                let why = format!("connect to {endpoint}: {err}");
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let handshake = auth::client_handshake(frame::framed(stream), &self.key);
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Err(_) => Err(HostOutcome::failure(
+                Status::Error,
+                format!("{endpoint} did not complete the handshake in time"),
+                started.elapsed(),
+            )),
+            Ok(Err(err)) => Err(handshake_failure(&err, started)),
+            Ok(Ok(channel)) => Ok(channel),
+        }
+    }
+}
+
+fn handshake_failure(err: &AuthError, started: Instant) -> HostOutcome {
+    let status = if err.is_key_mismatch() {
+        Status::AuthFailed
+    } else {
+        Status::Error
+    };
+    HostOutcome::failure(status, err.to_string(), started.elapsed())
+}
+
+pub(crate) fn cancelled_before_start(started: Instant) -> HostOutcome {
+    HostOutcome::failure(
+        Status::Cancelled,
+        "cancelled before it started",
+        started.elapsed(),
+    )
+}
+
+pub(crate) fn protocol_error(error: String, started: Instant) -> HostOutcome {
+    HostOutcome::failure(Status::Error, error, started.elapsed())
+}
+
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
