@@ -107,8 +107,12 @@ async fn run(args: Args) -> Result<()> {
             false,
         ),
     };
+    // Absolute, so the paths the agent reports back can be used as they are.
+    let files_dir = files_dir
+        .canonicalize()
+        .with_context(|| format!("cannot use the files folder {}", files_dir.display()))?;
     if !files_dir.is_dir() {
-        anyhow::bail!("the files folder {} does not exist", files_dir.display());
+        anyhow::bail!("the files folder {} is not a folder", files_dir.display());
     }
     for path in files::remove_stale_temps(&files_dir, scan_below) {
         tracing::info!(path = %path.display(), "removed a temporary file of an interrupted push");

@@ -128,7 +128,10 @@ mod tests {
         let kept = dir.path().join("x");
         std::fs::write(&stale, "half").unwrap();
         std::fs::write(&kept, "whole").unwrap();
-        assert_eq!(remove_stale_temps(dir.path(), true), [stale.clone()]);
+        assert_eq!(
+            remove_stale_temps(dir.path(), true),
+            std::slice::from_ref(&stale)
+        );
         assert!(!stale.exists());
         assert!(kept.exists());
     }

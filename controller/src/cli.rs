@@ -46,6 +46,10 @@ pub struct LogOptions {
 pub enum Command {
     /// Run a shell command on every target at once, streaming each host's output.
     Run(RunArgs),
+    /// Send a file (or with -r a directory) to every target at once, atomically and verified.
+    Push(PushArgs),
+    /// Fetch a file (or with -r a directory) from every target into DEST/<host>/.
+    Pull(PullArgs),
     /// Check that each target's agent answers: connect, authenticate, round trip.
     Ping(PingArgs),
     /// List the targets a selection resolves to, without contacting them.
@@ -143,6 +147,65 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Where to put it on the hosts: a relative path is inside the agent's files folder; an
+    /// existing directory receives DEST/<name> (as scp does). Default: the source's name.
+    #[arg(short = 'd', long, value_name = "PATH")]
+    pub dest: Option<String>,
+
+    /// Permission bits for the pushed files, in octal (default: each file's own).
+    #[arg(short = 'm', long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
+
+    /// Create missing parent folders of the destination.
+    #[arg(long)]
+    pub mkdir: bool,
+
+    /// Push a directory tree (files, folders, modes; links stay links).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// One JSON object per host per line on stdout (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The local file or directory to send.
+    #[arg(value_name = "SOURCE")]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Local folder that receives DEST/<host>/<name> for each host.
+    #[arg(short = 'd', long, default_value = ".", value_name = "DIR")]
+    pub dest: PathBuf,
+
+    /// Pull a directory tree.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// One JSON object per host per line on stdout (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The file or directory on the hosts; a relative path is inside the agent's files folder.
+    #[arg(value_name = "REMOTE_PATH")]
+    pub remote: String,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +321,13 @@ pub struct LogVerifyArgs {
     /// The fleet key file, instead of the inventory's.
     #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("{text:?} is not an octal mode like 0644")),
+    }
 }
 
 fn parse_silence(text: &str) -> Result<f64, String> {

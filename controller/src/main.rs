@@ -9,9 +9,11 @@ mod cli;
 mod client;
 mod commands;
 mod fanout;
+mod local_tree;
 mod outcome;
 mod output;
 mod plan;
+mod progress;
 mod review;
 
 use std::process::ExitCode;
@@ -29,8 +31,11 @@ use crate::commands::Exit;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Operations that write the operation log also keep ctl's diagnostics beside it.
-    let diagnostics_dir =
-        matches!(cli.command, Command::Run(_)).then_some(cli.log.log_dir.as_path());
+    let diagnostics_dir = matches!(
+        cli.command,
+        Command::Run(_) | Command::Push(_) | Command::Pull(_)
+    )
+    .then_some(cli.log.log_dir.as_path());
     let _log_guard = init_logging(cli.verbose, cli.quiet, diagnostics_dir);
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => commands::run(args, &cli.log).await,
+            Command::Push(args) => commands::push(args, &cli.log).await,
+            Command::Pull(args) => commands::pull(args, &cli.log).await,
             Command::Ping(args) => commands::ping(args).await,
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),

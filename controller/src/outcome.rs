@@ -61,6 +61,8 @@ pub struct HostOutcome {
     pub bytes: u64,
     /// Push and pull of one file: the SHA-256 both sides agreed on.
     pub sha256: Option<String>,
+    /// Push and pull: where the root landed (push: on the host; pull: locally).
+    pub path: Option<String>,
 }
 
 impl HostOutcome {
@@ -77,6 +79,7 @@ impl HostOutcome {
             agent_version: None,
             bytes: 0,
             sha256: None,
+            path: None,
         }
     }
 

@@ -388,6 +388,56 @@ pub fn print_ping(names: &[String], addrs: &[String], outcomes: &[HostOutcome], 
     let _ = std::io::stdout().lock().write_all(&out);
 }
 
+/// The `--json` object of one host's push or pull.
+#[derive(Serialize)]
+struct TransferJson<'a> {
+    host: &'a str,
+    status: Status,
+    bytes: u64,
+    sha256: Option<&'a str>,
+    path: Option<&'a str>,
+    duration_ms: u64,
+    error: Option<&'a str>,
+}
+
+/// One host's push or pull result as a line, and whether it belongs on stdout: a JSON
+/// object, `web1: ok 100.0 MiB in 0.41s (243.9 MiB/s) -> /srv/f`, or a note on stderr for
+/// a host that did not succeed.
+pub fn transfer_line(host: &str, outcome: &HostOutcome, json: bool) -> (String, bool) {
+    if json {
+        let result = TransferJson {
+            host,
+            status: outcome.status,
+            bytes: outcome.bytes,
+            sha256: outcome.sha256.as_deref(),
+            path: outcome.path.as_deref(),
+            duration_ms: millis(outcome.duration),
+            error: outcome.error.as_deref(),
+        };
+        let line = serde_json::to_string(&result).expect("serializing to memory cannot fail");
+        return (line, true);
+    }
+    if !outcome.is_ok() {
+        let why = outcome.error.as_deref().unwrap_or("");
+        return (
+            format!("ctl: {host}: {}: {why}", outcome.status.as_str()),
+            false,
+        );
+    }
+    let path = outcome.path.as_deref().unwrap_or("?");
+    let secs = outcome.duration.as_secs_f64();
+    let mib = outcome.bytes as f64 / (1024.0 * 1024.0);
+    let line = match outcome.status {
+        Status::Unchanged => format!("{host}: unchanged -> {path}"),
+        _ => format!(
+            "{host}: {} {mib:.1} MiB in {secs:.2}s ({:.1} MiB/s) -> {path}",
+            outcome.status.as_str(),
+            mib / secs.max(1e-6)
+        ),
+    };
+    (line, true)
+}
+
 pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::channel::Channel;
-use common::message::{Packet, Reply, Request};
+use common::message::{Packet, Reply, Request, HEARTBEAT_INTERVAL};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -45,7 +45,9 @@ pub async fn put_file(
     if let Err(message) = prepare_folder(&dest, req.mkdir) {
         return reply(channel, Reply::Error { message }, config).await;
     }
-    if holds_already(&dest, req.size, &req.sha256).await {
+    let unchanged =
+        with_heartbeats(channel, holds_already(&dest, req.size, &req.sha256), config).await?;
+    if unchanged {
         if let Err(err) = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(req.mode))
         {
             tracing::warn!(path = %dest.display(), error = %err, "cannot set the mode of an unchanged file");
@@ -277,6 +279,26 @@ fn finish(temp: TempFile, dest: &Path, mode: u32) -> std::io::Result<()> {
 
 fn display(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// Runs `work` (hashing a large file, say) while sending heartbeats, so the controller
+/// can tell a busy agent from a lost one.
+pub async fn with_heartbeats<T>(
+    channel: &mut Channel<TcpStream>,
+    work: impl std::future::Future<Output = T>,
+    config: &Config,
+) -> Result<T, String> {
+    let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+    let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = heartbeat.tick() => {
+                send_within(channel, &Packet::Control(Reply::Heartbeat), config.idle_timeout).await?;
+            }
+        }
+    }
 }
 
 async fn reply(

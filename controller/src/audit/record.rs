@@ -39,6 +39,9 @@ pub struct Record {
     pub command: Option<String>,
     /// `ctl`'s own command line, as typed.
     pub argv: Vec<String>,
+    /// Push and pull: what was transferred where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferRecord>,
     /// `start`: every resolved target, with the groups it belonged to at that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetRecord>>,
@@ -67,14 +70,36 @@ pub enum Event {
 pub enum Kind {
     /// `ctl run`.
     Run,
+    /// `ctl push`.
+    Push,
+    /// `ctl pull`.
+    Pull,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Run => "run",
+            Kind::Push => "push",
+            Kind::Pull => "pull",
         }
     }
+}
+
+/// The transfer of a push or pull: source, destination, and for a push what was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// Push: the local path; pull: the path on the hosts.
+    pub source: String,
+    /// Push: the path on the hosts as given; pull: the local folder.
+    pub destination: String,
+    pub recursive: bool,
+    /// Push: bytes of file content in what was sent (per host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Push of one file: its SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +122,15 @@ pub struct HostRecord {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub error: Option<String>,
+    /// Push and pull: file bytes transferred with this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Push and pull of one file: the SHA-256 both sides checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Push and pull: where it landed (push: on the host; pull: locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// The kept copy of the host's stdout (see [`super::kept`]), when it printed any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_stdout: Option<Kept>,
@@ -110,6 +144,7 @@ pub struct Operation {
     pub op_id: String,
     pub kind: Kind,
     pub command: Option<String>,
+    pub transfer: Option<TransferRecord>,
     pub argv: Vec<String>,
     user: String,
     origin: String,
@@ -122,6 +157,7 @@ impl Operation {
             op_id: ulid::Ulid::new().to_string(),
             kind,
             command,
+            transfer: None,
             argv: std::env::args().collect(),
             user: current_user(),
             origin: nix::unistd::gethostname()
@@ -174,6 +210,9 @@ impl Operation {
                 error: outcome.error.clone(),
                 kept_stdout: kept_stdout.clone(),
                 kept_stderr: kept_stderr.clone(),
+                bytes: (self.kind != Kind::Run).then_some(outcome.bytes),
+                sha256: outcome.sha256.clone(),
+                path: outcome.path.clone(),
             })
             .collect();
         Record {
@@ -196,6 +235,7 @@ impl Operation {
             kind: self.kind,
             command: self.command.clone(),
             argv: self.argv.clone(),
+            transfer: self.transfer.clone(),
             targets: None,
             results: None,
             duration_ms: None,

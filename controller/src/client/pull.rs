@@ -1,1 +1,337 @@
-//! placeholder
+//! Pull from one host: ask for a file or tree and write what comes back below this host's
+//! own local folder, each file atomically and checked against the agent's SHA-256.
+//!
+//! Nothing from the wire is trusted to name a local path: every entry path must be plain
+//! names (no `..`, no root, no empty parts), and no folder on the way may be a link, so a
+//! hostile or broken agent cannot make us write outside `DEST/<host>/`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::atomic_file::TempFile;
+use common::channel::Channel;
+use common::inventory::Host;
+use common::message::{EntryKind, Packet, Reply, Request};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{Connector, Stop};
+use crate::outcome::{HostOutcome, Status};
+use crate::progress::Progress;
+
+/// Pulls `remote` from one host into `local_base` (that host's own folder).
+pub async fn pull(
+    connector: &Connector,
+    host: &Host,
+    remote: &str,
+    recursive: bool,
+    local_base: PathBuf,
+    progress: Arc<Progress>,
+    stop: &Stop,
+) -> HostOutcome {
+    let started = Instant::now();
+    let connected = tokio::select! {
+        _ = stop.cancel.cancelled() => return super::cancelled_before_start(started),
+        connected = connector.connect(host, started) => connected,
+    };
+    let mut channel = match connected {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
+    let get = Request::Get {
+        path: remote.to_owned(),
+        recursive,
+    };
+    let received = tokio::select! {
+        _ = stop.cancel.cancelled() => Err(Failure::new(Status::Cancelled, "cancelled; the file being written was discarded")),
+        received = receive_all(&mut channel, get, &local_base, &progress, connector.silence_timeout) => received,
+    };
+    match received {
+        Ok(Received {
+            bytes,
+            sha256,
+            root,
+        }) => HostOutcome {
+            bytes,
+            sha256,
+            path: root.map(|root| root.display().to_string()),
+            ..HostOutcome::succeeded(started.elapsed())
+        },
+        Err(failure) => HostOutcome::failure(failure.status, failure.error, started.elapsed()),
+    }
+}
+
+struct Received {
+    bytes: u64,
+    /// The SHA-256 of the pulled file, when a single file was pulled.
+    sha256: Option<String>,
+    root: Option<PathBuf>,
+}
+
+struct Failure {
+    status: Status,
+    error: String,
+}
+
+impl Failure {
+    fn new(status: Status, error: impl ToString) -> Failure {
+        Failure {
+            status,
+            error: error.to_string(),
+        }
+    }
+}
+
+fn broken(error: impl ToString) -> Failure {
+    Failure::new(Status::Error, error)
+}
+
+async fn receive_all(
+    channel: &mut Channel<TcpStream>,
+    get: Request,
+    local_base: &Path,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<Received, Failure> {
+    tokio::time::timeout(silence, channel.send(&Packet::Control(get)))
+        .await
+        .map_err(|_| broken("the agent took nothing: host or path lost"))?
+        .map_err(broken)?;
+    let mut received = Received {
+        bytes: 0,
+        sha256: None,
+        root: None,
+    };
+    let mut files = 0u64;
+    loop {
+        let (path, kind, mode, size, target) = match next_reply(channel, silence).await? {
+            Reply::Entry {
+                path,
+                kind,
+                mode,
+                size,
+                target,
+            } => (path, kind, mode, size, target),
+            Reply::GetDone { .. } => {
+                if files != 1 {
+                    received.sha256 = None;
+                }
+                return Ok(received);
+            }
+            other => return Err(broken(format!("unexpected reply {other:?}"))),
+        };
+        let local = safe_local_path(local_base, &path)
+            .ok_or_else(|| broken(format!("the agent sent the unsafe path {path:?}; refused")))?;
+        received.root.get_or_insert_with(|| local.clone());
+        match kind {
+            EntryKind::Dir => make_dir(&local, mode)?,
+            EntryKind::Symlink => make_link(&local, target.as_deref().unwrap_or_default())?,
+            EntryKind::File => {
+                progress.grow(size);
+                let sha256 = receive_file(channel, &local, mode, size, progress, silence).await?;
+                received.bytes += size;
+                received.sha256 = Some(sha256);
+                files += 1;
+            }
+        }
+    }
+}
+
+/// Receives one file's data into a temporary file, checks it against the agent's hash and
+/// renames it into place.
+async fn receive_file(
+    channel: &mut Channel<TcpStream>,
+    local: &Path,
+    mode: u32,
+    size: u64,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<String, Failure> {
+    let failed_at = |err: std::io::Error| {
+        Failure::new(
+            Status::Failed,
+            format!("cannot write {}: {err}", local.display()),
+        )
+    };
+    let temp = TempFile::beside(local);
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp.path())
+        .await
+        .map_err(failed_at)?;
+    let mut hasher = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let chunk = match tokio::time::timeout(silence, channel.recv::<Reply>()).await {
+            Err(_) => {
+                return Err(broken(format!(
+                    "the agent sent nothing for {}s: host or path lost",
+                    silence.as_secs()
+                )))
+            }
+            Ok(Ok(Some(Packet::FileData(chunk)))) => chunk,
+            Ok(Ok(Some(Packet::Control(Reply::Error { message })))) => {
+                return Err(Failure::new(Status::Failed, message))
+            }
+            Ok(Ok(Some(other))) => {
+                return Err(broken(format!("expected file data, got {other:?}")))
+            }
+            Ok(Ok(None)) => return Err(broken("the agent closed the connection mid-file")),
+            Ok(Err(err)) => return Err(broken(err)),
+        };
+        if chunk.len() as u64 > left {
+            return Err(broken("the agent sent more data than it announced"));
+        }
+        left -= chunk.len() as u64;
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(failed_at)?;
+        progress.advance(chunk.len() as u64);
+    }
+    file.flush().await.map_err(failed_at)?;
+    file.sync_all().await.map_err(failed_at)?;
+    drop(file);
+    let ours = hex::encode(hasher.finalize());
+    match next_reply(channel, silence).await? {
+        Reply::EntryEnd { sha256 } if sha256 == ours => {}
+        Reply::EntryEnd { sha256 } => {
+            return Err(broken(format!(
+                "checksum mismatch for {}: received {ours}, the agent read {sha256}",
+                local.display()
+            )))
+        }
+        other => return Err(broken(format!("unexpected reply {other:?}"))),
+    }
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))
+        .map_err(failed_at)?;
+    temp.persist(local).map_err(failed_at)?;
+    Ok(ours)
+}
+
+/// The agent's next answer (heartbeats skipped), or a failure when it says nothing at all
+/// for `silence`.
+async fn next_reply(channel: &mut Channel<TcpStream>, silence: Duration) -> Result<Reply, Failure> {
+    loop {
+        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
+            let why = format!(
+                "the agent sent nothing for {}s: host or path lost",
+                silence.as_secs()
+            );
+            return Err(broken(why));
+        };
+        match received {
+            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
+            Ok(Some(Packet::Control(Reply::Error { message }))) => {
+                return Err(Failure::new(Status::Failed, message))
+            }
+            Ok(Some(Packet::Control(reply))) => return Ok(reply),
+            Ok(Some(other)) => {
+                return Err(broken(format!("unexpected data from the agent: {other:?}")))
+            }
+            Ok(None) => return Err(broken("the agent closed the connection mid-pull")),
+            Err(err) => return Err(broken(err)),
+        }
+    }
+}
+
+fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
+    // Keep the owner's access so the entries below can be written.
+    let made = std::fs::create_dir_all(local).and_then(|()| {
+        std::fs::set_permissions(local, std::fs::Permissions::from_mode(mode | 0o700))
+    });
+    made.map_err(|err| {
+        Failure::new(
+            Status::Failed,
+            format!("cannot create {}: {err}", local.display()),
+        )
+    })
+}
+
+fn make_link(local: &Path, target: &str) -> Result<(), Failure> {
+    let temp = TempFile::beside(local);
+    let made = std::os::unix::fs::symlink(target, temp.path()).and_then(|()| temp.persist(local));
+    made.map_err(|err| {
+        Failure::new(
+            Status::Failed,
+            format!("cannot create the link {}: {err}", local.display()),
+        )
+    })
+}
+
+/// `base` joined with a `/`-separated path from the wire, or `None` when that path could
+/// leave `base`: an absolute path, `..`, `.`, an empty part, a NUL, or a folder on the way
+/// that is a link (which a previous entry of the same pull could have planted). The folders
+/// on the way are created.
+pub fn safe_local_path(base: &Path, wire_path: &str) -> Option<PathBuf> {
+    if wire_path.is_empty() || wire_path.contains('\0') {
+        return None;
+    }
+    let mut path = base.to_owned();
+    let parts: Vec<&str> = wire_path.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let plain = matches!(
+            Path::new(part).components().collect::<Vec<_>>().as_slice(),
+            [Component::Normal(_)]
+        );
+        if !plain || part.is_empty() {
+            return None;
+        }
+        if i + 1 < parts.len() {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return None,
+                Err(_) => std::fs::create_dir_all(&path).ok()?,
+            }
+        } else {
+            path.push(part);
+        }
+    }
+    // The base itself must not be a link either, once it exists.
+    match std::fs::symlink_metadata(base) {
+        Ok(meta) if !meta.is_dir() => None,
+        _ => Some(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_relative_paths_stay_below_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let got = safe_local_path(dir.path(), "app/logs/x.log").unwrap();
+        assert_eq!(got, dir.path().join("app").join("logs").join("x.log"));
+        assert!(dir.path().join("app").join("logs").is_dir());
+    }
+
+    #[test]
+    fn paths_that_could_escape_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./x",
+            "a/.",
+            "x\0y",
+            "..",
+        ] {
+            assert_eq!(safe_local_path(dir.path(), bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_link_planted_on_the_way_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/tmp", dir.path().join("app")).unwrap();
+        assert_eq!(safe_local_path(dir.path(), "app/x"), None);
+    }
+}

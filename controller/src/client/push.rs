@@ -1,1 +1,260 @@
-//! placeholder
+//! Push to one host: create the root (file or folder), then every entry below it, each file
+//! announced with its size and SHA-256 and its data streamed only when the agent does not
+//! hold it already.
+//!
+//! Every host's task reads the source files itself, chunk by chunk, at its own pace: a slow
+//! host slows only its own reads, and no chunk is buffered for a host that is behind. The
+//! files were hashed just before (see `local_tree`), so these reads come from the page cache.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::channel::Channel;
+use common::frame::MAX_DATA_CHUNK;
+use common::inventory::Host;
+use common::message::{EntryKind, Packet, Reply, Request};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::{Connector, Stop};
+use crate::local_tree::{LocalEntry, LocalTree};
+use crate::outcome::{HostOutcome, Status};
+use crate::progress::Progress;
+
+/// What every host receives.
+pub struct PushJob {
+    pub tree: LocalTree,
+    /// The destination as the operator gave it (or the source's name).
+    pub dest: String,
+    pub mkdir: bool,
+}
+
+/// How one entry went: changed (with bytes sent) or already identical.
+enum Sent {
+    Changed(u64),
+    Unchanged,
+}
+
+/// Pushes the whole tree to one host.
+pub async fn push(
+    connector: &Connector,
+    host: &Host,
+    job: Arc<PushJob>,
+    progress: Arc<Progress>,
+    stop: &Stop,
+) -> HostOutcome {
+    let started = Instant::now();
+    let connected = tokio::select! {
+        _ = stop.cancel.cancelled() => return super::cancelled_before_start(started),
+        connected = connector.connect(host, started) => connected,
+    };
+    let mut channel = match connected {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
+    let mut remote_root = String::new();
+    let (mut bytes, mut changed) = (0u64, false);
+    for entry in &job.tree.entries {
+        let sent = tokio::select! {
+            _ = stop.cancel.cancelled() => {
+                // Dropping the connection makes the agent discard the temporary file: the
+                // destination keeps its old content.
+                return HostOutcome::failure(Status::Cancelled, "cancelled; the file being written was discarded", started.elapsed());
+            }
+            sent = push_entry(&mut channel, &job, entry, &mut remote_root, &progress, connector.silence_timeout) => sent,
+        };
+        match sent {
+            Ok(Sent::Changed(n)) => {
+                bytes += n;
+                changed = true;
+            }
+            Ok(Sent::Unchanged) => {}
+            Err(outcome) => return outcome.at(started),
+        }
+    }
+    let status = if changed || job.tree.entries.iter().all(|e| e.kind != EntryKind::File) {
+        Status::Ok
+    } else {
+        Status::Unchanged
+    };
+    HostOutcome {
+        status,
+        bytes,
+        sha256: job.tree.single_file_sha256().map(str::to_owned),
+        path: Some(remote_root),
+        ..HostOutcome::succeeded(started.elapsed())
+    }
+}
+
+/// A failure of one entry, before its duration is known.
+struct EntryFailure {
+    status: Status,
+    error: String,
+}
+
+impl EntryFailure {
+    fn at(self, started: Instant) -> HostOutcome {
+        HostOutcome::failure(self.status, self.error, started.elapsed())
+    }
+}
+
+fn failed(error: String) -> EntryFailure {
+    EntryFailure {
+        status: Status::Failed,
+        error,
+    }
+}
+
+fn broken(error: impl ToString) -> EntryFailure {
+    EntryFailure {
+        status: Status::Error,
+        error: error.to_string(),
+    }
+}
+
+async fn push_entry(
+    channel: &mut Channel<TcpStream>,
+    job: &PushJob,
+    entry: &LocalEntry,
+    remote_root: &mut String,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<Sent, EntryFailure> {
+    let is_root = entry.rel.is_empty();
+    // The root goes where the operator said (and into it, if it is a directory there);
+    // everything else goes below wherever the agent put the root.
+    let (path, name, mkdir) = match is_root {
+        true => (job.dest.clone(), job.tree.name.clone(), job.mkdir),
+        false => (format!("{remote_root}/{}", entry.rel), String::new(), false),
+    };
+    let request = match entry.kind {
+        EntryKind::Dir => Request::MakeDir {
+            path,
+            name,
+            mode: entry.mode,
+            mkdir,
+        },
+        EntryKind::Symlink => Request::MakeSymlink {
+            path,
+            target: entry.target.clone().unwrap_or_default(),
+        },
+        EntryKind::File => Request::PutFile {
+            path,
+            name,
+            size: entry.size,
+            mode: entry.mode,
+            sha256: entry.sha256.clone(),
+            mkdir,
+        },
+    };
+    send_within(channel, &Packet::Control(request), silence).await?;
+    match recv_reply(channel, silence).await? {
+        Reply::Made { path } => {
+            if is_root {
+                *remote_root = path;
+            }
+            Ok(Sent::Changed(0))
+        }
+        Reply::PutReady { path, unchanged } => {
+            if is_root {
+                *remote_root = path;
+            }
+            if unchanged {
+                progress.advance(entry.size);
+                return Ok(Sent::Unchanged);
+            }
+            send_file(channel, entry, progress, silence).await?;
+            match recv_reply(channel, silence).await? {
+                Reply::PutDone { sha256, bytes, .. } if sha256 == entry.sha256 => {
+                    Ok(Sent::Changed(bytes))
+                }
+                Reply::PutDone { sha256, .. } => Err(failed(format!(
+                    "the agent wrote data hashing to {sha256}, expected {}",
+                    entry.sha256
+                ))),
+                other => Err(unexpected(other)),
+            }
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Streams exactly `entry.size` bytes of the file. If the file changed size since it was
+/// hashed, the push of this host is abandoned (the agent discards what it got).
+async fn send_file(
+    channel: &mut Channel<TcpStream>,
+    entry: &LocalEntry,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<(), EntryFailure> {
+    let mut file = tokio::fs::File::open(&entry.path)
+        .await
+        .map_err(|err| broken(format!("cannot read {}: {err}", entry.path.display())))?;
+    let mut left = entry.size;
+    while left > 0 {
+        let want = left.min(MAX_DATA_CHUNK as u64) as usize;
+        let mut buf = BytesMut::with_capacity(want);
+        let n = (&mut file)
+            .take(want as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|err| broken(format!("cannot read {}: {err}", entry.path.display())))?;
+        if n == 0 {
+            return Err(broken(format!(
+                "{} shrank while it was being pushed",
+                entry.path.display()
+            )));
+        }
+        left -= n as u64;
+        send_within(channel, &Packet::FileData(buf.freeze()), silence).await?;
+        progress.advance(n as u64);
+    }
+    Ok(())
+}
+
+/// Sends one packet, giving up when the agent has taken nothing for `silence`.
+async fn send_within(
+    channel: &mut Channel<TcpStream>,
+    packet: &Packet<Request>,
+    silence: Duration,
+) -> Result<(), EntryFailure> {
+    match tokio::time::timeout(silence, channel.send(packet)).await {
+        Err(_) => Err(broken(format!(
+            "the agent took no data for {}s: host or path lost",
+            silence.as_secs()
+        ))),
+        Ok(result) => result.map_err(broken),
+    }
+}
+
+/// The agent's next answer (heartbeats skipped), or a failure when it says nothing at all
+/// for `silence`.
+async fn recv_reply(
+    channel: &mut Channel<TcpStream>,
+    silence: Duration,
+) -> Result<Reply, EntryFailure> {
+    loop {
+        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
+            let why = format!(
+                "the agent answered nothing for {}s: host or path lost",
+                silence.as_secs()
+            );
+            return Err(broken(why));
+        };
+        match received {
+            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
+            Ok(Some(Packet::Control(Reply::Error { message }))) => return Err(failed(message)),
+            Ok(Some(Packet::Control(reply))) => return Ok(reply),
+            Ok(Some(other)) => {
+                return Err(broken(format!("unexpected data from the agent: {other:?}")))
+            }
+            Ok(None) => return Err(broken("the agent closed the connection mid-push")),
+            Err(err) => return Err(broken(err)),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> EntryFailure {
+    broken(format!("unexpected reply {reply:?}"))
+}

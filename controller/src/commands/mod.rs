@@ -7,11 +7,13 @@ mod hosts;
 mod log;
 mod ping;
 mod run;
+mod transfer;
 
 pub use hosts::{hosts, keygen};
 pub use log::log;
 pub use ping::ping;
 pub use run::run;
+pub use transfer::{pull, push};
 
 use crate::outcome::HostOutcome;
 

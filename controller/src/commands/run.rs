@@ -104,7 +104,7 @@ fn keep_output(
 
 /// First SIGINT or SIGTERM: cancel every remote command and wait for the agents' reports.
 /// Second: stop waiting. The operation's end record is written either way.
-async fn stop_on_signals(stop: Stop) {
+pub(super) async fn stop_on_signals(stop: Stop) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

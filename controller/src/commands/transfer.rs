@@ -1,0 +1,171 @@
+//! `ctl push` and `ctl pull`: the same recipe around a different per-host job. Plan, log
+//! the start, fan out with a progress display, print each host's result as it ends, the
+//! summary, log the end.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use common::inventory::Host;
+
+use super::run::stop_on_signals;
+use super::Exit;
+use crate::audit::record::TransferRecord;
+use crate::audit::{AuditLog, Kind, Operation};
+use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
+use crate::client::push::PushJob;
+use crate::client::{self, Connector, Stop};
+use crate::fanout::fan_out;
+use crate::local_tree::LocalTree;
+use crate::outcome::HostOutcome;
+use crate::output;
+use crate::plan;
+use crate::progress::Progress;
+
+/// `ctl push`.
+pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
+    let recursive = args.recursive;
+    let tree = LocalTree::scan(&args.source, recursive, args.mode)?;
+    let transfer = TransferRecord {
+        source: args.source.display().to_string(),
+        destination: args.dest.clone().unwrap_or_else(|| tree.name.clone()),
+        recursive,
+        bytes: Some(tree.total_bytes()),
+        sha256: tree.single_file_sha256().map(str::to_owned),
+    };
+    let total = tree.total_bytes();
+    let job = Arc::new(PushJob {
+        dest: transfer.destination.clone(),
+        tree,
+        mkdir: args.mkdir,
+    });
+    let shape = Shape {
+        kind: Kind::Push,
+        transfer,
+        json: args.json,
+        bytes_per_host: total,
+    };
+    transfer_flow(
+        &args.targets,
+        &args.connect,
+        log_options,
+        shape,
+        move |connector, host, progress, stop| {
+            let job = job.clone();
+            async move { client::push::push(&connector, &host, job, progress, &stop).await }
+        },
+    )
+    .await
+}
+
+/// `ctl pull`.
+pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
+    let transfer = TransferRecord {
+        source: args.remote.clone(),
+        destination: args.dest.display().to_string(),
+        recursive: args.recursive,
+        bytes: None,
+        sha256: None,
+    };
+    let shape = Shape {
+        kind: Kind::Pull,
+        transfer,
+        json: args.json,
+        bytes_per_host: 0,
+    };
+    let (remote, recursive, dest) = (Arc::new(args.remote), args.recursive, args.dest);
+    transfer_flow(
+        &args.targets,
+        &args.connect,
+        log_options,
+        shape,
+        move |connector, host, progress, stop| {
+            let (remote, local_base) = (remote.clone(), dest.join(&host.name));
+            async move {
+                if let Err(err) = std::fs::create_dir_all(&local_base) {
+                    let why = format!("cannot create {}: {err}", local_base.display());
+                    return HostOutcome::failure(
+                        crate::outcome::Status::Failed,
+                        why,
+                        Default::default(),
+                    );
+                }
+                client::pull::pull(
+                    &connector, &host, &remote, recursive, local_base, progress, &stop,
+                )
+                .await
+            }
+        },
+    )
+    .await
+}
+
+/// What differs between a push and a pull, for the shared recipe.
+struct Shape {
+    kind: Kind,
+    transfer: TransferRecord,
+    json: bool,
+    /// Known up front for a push; 0 for a pull, whose sizes arrive with the data.
+    bytes_per_host: u64,
+}
+
+async fn transfer_flow<F, Fut>(
+    targets: &TargetArgs,
+    connect: &ConnectArgs,
+    log_options: &LogOptions,
+    shape: Shape,
+    job: F,
+) -> Result<Exit>
+where
+    F: Fn(Connector, Host, Arc<Progress>, Stop) -> Fut,
+    Fut: Future<Output = HostOutcome> + Send + 'static,
+{
+    let plan = plan::resolve(targets, connect)?;
+    let log_key = plan::log_key(log_options, || Ok(plan.key.clone()))?;
+    let log = AuditLog::open(&log_options.log_dir)?;
+    let mut op = Operation::new(shape.kind, None);
+    op.transfer = Some(shape.transfer);
+    log.append(&op.start_record(&plan.targets, &plan.groups_of), &log_key)
+        .context("cannot write the operation log, so nothing was transferred")?;
+
+    let stop = Stop::default();
+    tokio::spawn(stop_on_signals(stop.clone()));
+    let total = shape.bytes_per_host * plan.targets.len() as u64;
+    let progress = Arc::new(Progress::start(plan.targets.len(), total, shape.json));
+    let connector = Connector {
+        key: Arc::new(plan.key),
+        connect_timeout: plan.connect_timeout,
+        silence_timeout: plan.silence_timeout,
+    };
+    let started = Instant::now();
+    let json = shape.json;
+    let outcomes = fan_out(&plan.targets, plan.forks, |_, host| {
+        let name = host.name.clone();
+        let work = job(connector.clone(), host, progress.clone(), stop.clone());
+        let progress = progress.clone();
+        async move {
+            let outcome = work.await;
+            let (line, to_stdout) = output::transfer_line(&name, &outcome, json);
+            progress.host_finished(&outcome, &line, to_stdout);
+            outcome
+        }
+    })
+    .await;
+    progress.finish();
+    let wall = started.elapsed();
+    let names: Vec<String> = plan.targets.iter().map(|host| host.name.clone()).collect();
+    output::print_summary(&names, &outcomes, wall);
+
+    let interrupted = stop.cancel.is_cancelled();
+    let kept = vec![(None, None); outcomes.len()];
+    let end = op.end_record(&plan.targets, &outcomes, &kept, wall, interrupted);
+    if let Err(err) = log.append(&end, &log_key) {
+        eprintln!("ctl: the operation ran but its end record was not written: {err:#}");
+        return Ok(Exit::SomeHostsFailed);
+    }
+    Ok(match interrupted {
+        true => Exit::Interrupted,
+        false => Exit::from_outcomes(&outcomes),
+    })
+}

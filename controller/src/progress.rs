@@ -1,0 +1,100 @@
+//! What a transfer shows while it runs: on a terminal, one bar for the bytes moved across
+//! all hosts (throughput and ETA) with the hosts' states beside it; elsewhere, or with
+//! `--json`, nothing until each host's result line.
+//!
+//! Host tasks report bytes through an atomic counter (no lock on the data path); the bar
+//! reads it on its own schedule.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::outcome::HostOutcome;
+
+/// The live display of one transfer.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    hosts: usize,
+    done: AtomicUsize,
+    not_ok: AtomicUsize,
+}
+
+impl Progress {
+    /// A display for `hosts` hosts moving `total_bytes` in all (0 when not known up front,
+    /// as for a pull: the total then grows as hosts announce their files). The bar is shown
+    /// only when stderr is a terminal and `quiet_bar` is false.
+    pub fn start(hosts: usize, total_bytes: u64, quiet_bar: bool) -> Progress {
+        let bar = (!quiet_bar && std::io::stderr().is_terminal()).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .expect("the template is valid");
+            bar.set_style(style);
+            bar
+        });
+        let progress = Progress {
+            bar,
+            hosts,
+            done: AtomicUsize::new(0),
+            not_ok: AtomicUsize::new(0),
+        };
+        progress.update_message();
+        progress
+    }
+
+    /// Counts bytes moved (by any host).
+    pub fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    /// Adds to the total, for transfers whose size is learnt on the way.
+    pub fn grow(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc_length(bytes);
+        }
+    }
+
+    /// Records a host's end and prints `line` for it above the bar (or plainly).
+    pub fn host_finished(&self, outcome: &HostOutcome, line: &str, to_stdout: bool) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !outcome.is_ok() {
+            self.not_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        let print = || {
+            if to_stdout {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+        self.update_message();
+    }
+
+    /// Removes the bar, leaving the result lines.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn update_message(&self) {
+        if let Some(bar) = &self.bar {
+            let done = self.done.load(Ordering::Relaxed);
+            let not_ok = self.not_ok.load(Ordering::Relaxed);
+            let running = self.hosts - done;
+            bar.set_message(format!(
+                "{done}/{} hosts done ({not_ok} not ok), {running} to go",
+                self.hosts
+            ));
+        }
+    }
+}
