@@ -22,3 +22,7 @@ mod inventory;
 
 // The operation log: start and end records, and many concurrent ctl processes.
 mod audit;
+
+// `ctl log`: listing and filtering real operations, `show` with kept output, and `verify`
+// on intact, tampered, rotated and concurrently written logs.
+mod log;

@@ -32,7 +32,17 @@ const AGENT_START_DEADLINE: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The environment variables `ctl` reads; removed so the developer's shell cannot leak in.
-const CTL_ENV: [&str; 4] = ["CTL_INVENTORY", "CTL_LOG_DIR", "CTL_KEY_FILE", "RUST_LOG"];
+/// A test that wants one sets it with [`Ctl::env`].
+const CTL_ENV: [&str; 8] = [
+    "CTL_INVENTORY",
+    "CTL_LOG_DIR",
+    "CTL_KEY_FILE",
+    "CTL_LOG_KEY_FILE",
+    "CTL_KEEP_OUTPUT",
+    "CTL_LOG_ROTATE_BYTES",
+    "NO_COLOR",
+    "RUST_LOG",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Binaries
@@ -227,6 +237,11 @@ impl Agent {
         self.addr
     }
 
+    /// The agent's process id, e.g. to read its memory use from `/proc`.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// True while the agent process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -343,23 +358,36 @@ impl Fleet {
 
     /// `ctl SUBCOMMAND -i <inventory>` (plus `--log-dir <logs>` for `run`).
     pub fn ctl(&self, subcommand: &str) -> Ctl {
-        let mut cmd = Command::new(ctl_bin());
-        cmd.arg(subcommand)
+        let mut ctl = self.ctl_plain();
+        ctl.cmd
+            .arg(subcommand)
             .arg("-i")
-            .arg(self.path("inventory.yaml"))
-            .current_dir(self.dir.path());
+            .arg(self.path("inventory.yaml"));
         if subcommand == "run" {
-            cmd.arg("--log-dir").arg(self.path("logs"));
+            ctl.cmd.arg("--log-dir").arg(self.path("logs"));
         }
+        ctl
+    }
+
+    /// `ctl` with no arguments yet, run in the fixture's folder (so `inventory.yaml` and
+    /// `logs` are ctl's defaults there), for subcommands that take no `-i` (`ctl log`).
+    pub fn ctl_plain(&self) -> Ctl {
+        let mut cmd = Command::new(ctl_bin());
+        cmd.current_dir(self.dir.path());
         for name in CTL_ENV {
             cmd.env_remove(name);
         }
         Ctl { cmd, stdout: None }
     }
 
+    /// The log folder `ctl run` is given.
+    pub fn log_dir(&self) -> PathBuf {
+        self.path("logs")
+    }
+
     /// The operation log.
     pub fn audit_path(&self) -> PathBuf {
-        self.path("logs").join("audit.jsonl")
+        self.log_dir().join("audit.jsonl")
     }
 
     /// Every record of the operation log, parsed; panics on a line that is not JSON.
@@ -394,6 +422,12 @@ impl Ctl {
     /// Adds one path argument.
     pub fn arg_path(mut self, path: &Path) -> Ctl {
         self.cmd.arg(path);
+        self
+    }
+
+    /// Sets an environment variable of ctl (e.g. one of the `CTL_*` the harness removes).
+    pub fn env(mut self, name: &str, value: &str) -> Ctl {
+        self.cmd.env(name, value);
         self
     }
 
@@ -592,6 +626,29 @@ impl CtlOutput {
                 (host, value)
             })
             .collect()
+    }
+}
+
+/// Copies the folder `from`, with everything in it, to `to` (created), e.g. to tamper with a
+/// copy of a log folder and leave the original as it was.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|err| panic!("cannot create {}: {err}", to.display()));
+    let entries =
+        fs::read_dir(from).unwrap_or_else(|err| panic!("cannot list {}: {err}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("can read a folder entry");
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().expect("can stat a folder entry").is_dir() {
+            copy_dir(&source, &target);
+        } else {
+            fs::copy(&source, &target).unwrap_or_else(|err| {
+                panic!(
+                    "cannot copy {} to {}: {err}",
+                    source.display(),
+                    target.display()
+                )
+            });
+        }
     }
 }
 

@@ -234,7 +234,6 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct LogArgs {
     #[command(subcommand)]
     pub action: Option<LogAction>,
@@ -252,7 +251,7 @@ pub enum LogAction {
 }
 
 /// `ctl log`: the newest operations, one line each; the filters combine.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, PartialEq)]
 pub struct LogListArgs {
     /// Operations that targeted this host.
     #[arg(long, value_name = "NAME")]
@@ -288,12 +287,32 @@ pub struct LogListArgs {
     pub grep: Option<String>,
 
     /// At most N operations (the newest).
-    #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+    #[arg(short = 'n', long, default_value_t = DEFAULT_LOG_LIMIT, value_name = "N")]
     pub limit: usize,
 
     /// Print the matching records themselves (JSON lines), newest operation first.
     #[arg(long)]
     pub json: bool,
+}
+
+const DEFAULT_LOG_LIMIT: usize = 20;
+
+/// The listing as `ctl log` with no flags would give it.
+impl Default for LogListArgs {
+    fn default() -> LogListArgs {
+        LogListArgs {
+            host: None,
+            group: None,
+            user: None,
+            kind: None,
+            status: None,
+            since: None,
+            until: None,
+            grep: None,
+            limit: DEFAULT_LOG_LIMIT,
+            json: false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

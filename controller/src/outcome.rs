@@ -29,6 +29,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// True for the statuses that count as success: `ok`, and `unchanged` for a push.
+    pub fn is_success(self) -> bool {
+        matches!(self, Status::Ok | Status::Unchanged)
+    }
+
     /// The name used on the wire-facing outputs, e.g. `auth_failed`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,6 +99,6 @@ impl HostOutcome {
 
     /// True for the statuses that count as success for the exit status.
     pub fn is_ok(&self) -> bool {
-        matches!(self.status, Status::Ok | Status::Unchanged)
+        self.status.is_success()
     }
 }

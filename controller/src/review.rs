@@ -83,7 +83,7 @@ impl OpView {
 
     fn is_ok(&self) -> Option<bool> {
         self.results()
-            .map(|results| results.iter().all(|r| r.status == Status::Ok))
+            .map(|results| results.iter().all(|r| r.status.is_success()))
     }
 
     /// The raw lines, start first, for `--json`.
@@ -292,7 +292,7 @@ fn list_row(op: &OpView) -> ([String; 8], Option<&'static str>) {
             if end.interrupted {
                 text.push_str(" (interrupted)");
             }
-            let colour = if results.iter().all(|r| r.status == Status::Ok) {
+            let colour = if results.iter().all(|r| r.status.is_success()) {
                 "32"
             } else {
                 "31"
@@ -393,7 +393,7 @@ fn host_table(results: &[HostRecord], colour: bool) -> String {
         let status = r.status.as_str();
         let painted = paint(
             &format!("{status:11}"),
-            Some(if r.status == Status::Ok { "32" } else { "31" }),
+            Some(if r.status.is_success() { "32" } else { "31" }),
             colour,
         );
         let exit = r

@@ -161,21 +161,31 @@ impl AuditLog {
             let Some(line) = last_line(file)? else {
                 continue;
             };
-            let link = seal::unseal(&line).and_then(|sealed| Some((sealed.link()?, sealed.mac)));
-            return Ok(match link {
-                Some((link, mac)) => (link.seq, mac.to_owned()),
-                None => {
-                    // Keep logging: the damaged line stays where it is, and `ctl log verify`
-                    // reports it. Chaining from a digest of it keeps later records linked.
-                    eprintln!(
-                        "ctl: warning: the last record of {} is damaged; `ctl log verify` will report it",
-                        file.display()
-                    );
-                    (0, super::kept::sha256_hex(line.as_bytes()))
-                }
-            });
+            if let Some((seq, mac)) = seq_and_mac(&line) {
+                return Ok((seq, mac));
+            }
+            // The last line is damaged (a crash mid-write, or tampering). Keep logging: the
+            // line stays where it is and `ctl log verify` reports it. Number on from the
+            // last record that can be read, so seq never repeats (rotated file names rely
+            // on it), and chain from a digest of the damaged line.
+            eprintln!(
+                "ctl: warning: the last record of {} is damaged; `ctl log verify` will report it",
+                file.display()
+            );
+            let last_seq = self.last_readable_seq()?;
+            return Ok((last_seq, super::kept::sha256_hex(line.as_bytes())));
         }
         Ok((0, GENESIS.to_owned()))
+    }
+
+    /// The highest seq of any readable record in any file (the slow path, after damage).
+    fn last_readable_seq(&self) -> Result<u64> {
+        let lines = self.read_lines()?;
+        Ok(lines
+            .iter()
+            .filter_map(|(_, line)| seq_and_mac(line).map(|(seq, _)| seq))
+            .max()
+            .unwrap_or(0))
     }
 
     /// Renames the current file after the seq of its first record.
@@ -185,7 +195,16 @@ impl AuditLog {
         let first_seq = seal::unseal(first.trim_end())
             .and_then(|sealed| sealed.link())
             .map_or(0, |link| link.seq);
-        let rotated = self.dir.join(format!("audit-{first_seq:012}.jsonl"));
+        let mut rotated = self.dir.join(format!("audit-{first_seq:012}.jsonl"));
+        if rotated.exists() {
+            // Only a damaged log can get here; never replace a file of the log.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            rotated = self
+                .dir
+                .join(format!("audit-{first_seq:012}-{nanos}.jsonl"));
+        }
         fs::rename(current, &rotated).with_context(|| {
             format!(
                 "cannot rotate {} to {}",
@@ -198,6 +217,12 @@ impl AuditLog {
             .with_context(|| format!("cannot sync {}", self.dir.display()))?;
         Ok(())
     }
+}
+
+/// The chain position of a sealed line, if it is one.
+fn seq_and_mac(line: &str) -> Option<(u64, String)> {
+    let sealed = seal::unseal(line)?;
+    Some((sealed.link()?.seq, sealed.mac.to_owned()))
 }
 
 fn ends_with_newline(file: &mut File) -> Result<bool> {

@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::inventory::Inventory;
+use common::key::Key;
 use common::message::Stream;
 
 use super::Exit;
@@ -16,6 +17,11 @@ use crate::review::{self, Filter};
 
 pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
     let log = AuditLog::open(&options.log_dir)?;
+    // Listing flags next to `show` or `verify` would be silently ignored: say so instead.
+    // (clap's args_conflicts_with_subcommands would also refuse the global flags there.)
+    if args.action.is_some() && args.list != LogListArgs::default() {
+        anyhow::bail!("the listing filters (--host, --status, -n, ...) go with `ctl log` alone, not with show or verify");
+    }
     match args.action {
         None => list(&log, args.list),
         Some(LogAction::Show(show_args)) => show(&log, show_args),
@@ -73,9 +79,10 @@ fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
 /// Walks the chain, then checks every kept output file against the hash its end record
 /// holds. Exit 0 when all is intact, 1 at the first break (named with file and line).
 fn verify(log: &AuditLog, args: LogVerifyArgs, options: &LogOptions) -> Result<Exit> {
-    let key = plan::log_key(options, || {
-        let inventory = Inventory::load(&args.inventory)?;
-        plan::fleet_key(&inventory, args.key_file.as_deref())
+    let key = plan::log_key(options, || match &args.key_file {
+        // A key file named outright needs no inventory to find it.
+        Some(path) => Key::load(path).context("cannot use the fleet key"),
+        None => plan::fleet_key(&Inventory::load(&args.inventory)?, None),
     })?;
     let lines = log.read_lines()?;
     let intact = match seal::verify(&key, &lines) {
