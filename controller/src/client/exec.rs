@@ -7,7 +7,7 @@ use common::inventory::Host;
 use common::message::{EndReason, Packet, Reply, Request, Stream};
 use tokio::net::TcpStream;
 
-use super::{cancelled_before_start, protocol_error, sleep_until, Connector, Stop};
+use super::{protocol_error, sleep_until, Connector, Stop};
 use crate::outcome::{HostOutcome, Status};
 use crate::output::OutputSink;
 
@@ -48,11 +48,7 @@ pub async fn run(
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
-    let connected = tokio::select! {
-        _ = stop.cancel.cancelled() => return cancelled_before_start(started),
-        connected = connector.connect(host, started) => connected,
-    };
-    let mut channel = match connected {
+    let mut channel = match connector.connect_unless_stopped(host, stop, started).await {
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
@@ -172,9 +168,6 @@ fn command_outcome(
         status,
         exit_code: code,
         signal,
-        duration,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
         error,
         ..HostOutcome::succeeded(duration)
     }

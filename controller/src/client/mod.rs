@@ -82,6 +82,20 @@ impl Connector {
             Ok(Ok(channel)) => Ok(channel),
         }
     }
+
+    /// Connects as [`Connector::connect`] does, unless the operator stops the operation
+    /// first (the host is then `cancelled` without being contacted further).
+    pub async fn connect_unless_stopped(
+        &self,
+        host: &Host,
+        stop: &Stop,
+        started: Instant,
+    ) -> Connected {
+        tokio::select! {
+            _ = stop.cancel.cancelled() => Err(cancelled_before_start(started)),
+            connected = self.connect(host, started) => connected,
+        }
+    }
 }
 
 fn handshake_failure(err: &AuthError, started: Instant) -> HostOutcome {
@@ -93,7 +107,7 @@ fn handshake_failure(err: &AuthError, started: Instant) -> HostOutcome {
     HostOutcome::failure(status, err.to_string(), started.elapsed())
 }
 
-pub(crate) fn cancelled_before_start(started: Instant) -> HostOutcome {
+fn cancelled_before_start(started: Instant) -> HostOutcome {
     HostOutcome::failure(
         Status::Cancelled,
         "cancelled before it started",

@@ -33,11 +33,7 @@ pub async fn pull(
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
-    let connected = tokio::select! {
-        _ = stop.cancel.cancelled() => return super::cancelled_before_start(started),
-        connected = connector.connect(host, started) => connected,
-    };
-    let mut channel = match connected {
+    let mut channel = match connector.connect_unless_stopped(host, stop, started).await {
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
