@@ -26,3 +26,7 @@ mod audit;
 // `ctl log`: listing and filtering real operations, `show` with kept output, and `verify`
 // on intact, tampered, rotated and concurrently written logs.
 mod log;
+
+// `ctl push` and `ctl pull`: large files verified on disk with flat memory, trees, interrupted
+// pushes, missing files, hostile peers and the operation log.
+mod transfer;

@@ -78,7 +78,7 @@ pub fn remove_stale_temps(folder: &Path, recursive: bool) -> Vec<PathBuf> {
         let path = entry.path();
         if kind.is_dir() && recursive {
             removed.extend(remove_stale_temps(&path, true));
-        } else if kind.is_file()
+        } else if (kind.is_file() || kind.is_symlink())
             && is_stale_temp(&entry.file_name().to_string_lossy())
             && std::fs::remove_file(&path).is_ok()
         {

@@ -145,6 +145,9 @@ pub enum Reply {
     Made {
         /// Where, resolved on the agent.
         path: String,
+        /// False when it was there already, as asked.
+        #[serde(default)]
+        created: bool,
     },
     /// One file, directory or link of a [`Request::Get`].
     Entry {

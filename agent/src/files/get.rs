@@ -16,7 +16,7 @@ use common::message::{EntryKind, Packet, Reply};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
-use super::{mode_of, resolve};
+use super::{mode_of, resolve, with_heartbeats};
 use crate::server::Config;
 use crate::session::send_within;
 
@@ -43,10 +43,12 @@ pub async fn get(
     config: &Config,
 ) -> Result<(), String> {
     let root = resolve(&config.files_dir, path);
+    // A large tree takes a while to list: heartbeats tell the controller we are at it.
     let listing = {
         let root = root.clone();
-        tokio::task::spawn_blocking(move || list(&root, recursive))
-            .await
+        let task = tokio::task::spawn_blocking(move || list(&root, recursive));
+        with_heartbeats(channel, task, config)
+            .await?
             .map_err(|err| format!("listing task failed: {err}"))?
     };
     let items = match listing {
@@ -107,10 +109,12 @@ fn walk(
         EntryKind::Symlink
     } else if meta.is_file() {
         EntryKind::File
-    } else {
-        // Sockets, fifos and devices have no content to copy.
+    } else if rel.contains('/') {
+        // Sockets, fifos and devices inside a tree have no content to copy.
         tracing::debug!(path = %path.display(), "skipping a special file");
         return Ok(());
+    } else {
+        return Err(format!("{} is not a file, folder or link", path.display()));
     };
     let target = match kind {
         EntryKind::Symlink => Some(
@@ -140,9 +144,10 @@ fn walk(
             .collect();
         children.sort_by_key(|entry| entry.file_name());
         for child in children {
-            let child_meta = child
-                .metadata()
-                .map_err(|err| format!("{}: {err}", child.path().display()))?;
+            // Gone since the folder was read (a rotated log, say): as if it never was.
+            let Ok(child_meta) = child.metadata() else {
+                continue;
+            };
             let child_rel = format!("{rel}/{}", child.file_name().to_string_lossy());
             walk(&child.path(), child_rel, &child_meta, items)?;
         }

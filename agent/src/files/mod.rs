@@ -12,6 +12,13 @@ pub mod put;
 
 use std::path::{Path, PathBuf};
 
+use common::channel::Channel;
+use common::message::{Packet, Reply, HEARTBEAT_INTERVAL};
+use tokio::net::TcpStream;
+
+use crate::server::Config;
+use crate::session::send_within;
+
 pub use common::atomic_file::{remove_stale_temps, TempFile};
 
 /// The agent-side path for a path from the wire.
@@ -21,6 +28,26 @@ pub fn resolve(files_dir: &Path, path: &str) -> PathBuf {
         path.to_owned()
     } else {
         files_dir.join(path)
+    }
+}
+
+/// Runs `work` (hashing a large file, say) while sending heartbeats, so the controller
+/// can tell a busy agent from a lost one.
+pub async fn with_heartbeats<T>(
+    channel: &mut Channel<TcpStream>,
+    work: impl std::future::Future<Output = T>,
+    config: &Config,
+) -> Result<T, String> {
+    let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+    let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = heartbeat.tick() => {
+                send_within(channel, &Packet::Control(Reply::Heartbeat), config.idle_timeout).await?;
+            }
+        }
     }
 }
 

@@ -12,12 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::channel::Channel;
-use common::message::{Packet, Reply, Request, HEARTBEAT_INTERVAL};
+use common::message::{Packet, Reply, Request};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{remove_stale_temps, resolve, TempFile};
+use super::{remove_stale_temps, resolve, with_heartbeats, TempFile};
 use crate::server::Config;
 use crate::session::send_within;
 
@@ -41,12 +41,14 @@ pub async fn put_file(
     req: PutRequest,
     config: &Config,
 ) -> Result<(), String> {
+    // Hex is hex: another peer may send upper case.
+    let announced = req.sha256.to_ascii_lowercase();
     let dest = destination(&config.files_dir, &req.path, &req.name);
     if let Err(message) = prepare_folder(&dest, req.mkdir) {
         return reply(channel, Reply::Error { message }, config).await;
     }
     let unchanged =
-        with_heartbeats(channel, holds_already(&dest, req.size, &req.sha256), config).await?;
+        with_heartbeats(channel, holds_already(&dest, req.size, &announced), config).await?;
     if unchanged {
         if let Err(err) = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(req.mode))
         {
@@ -66,28 +68,32 @@ pub async fn put_file(
     reply(channel, ready, config).await?;
 
     let temp = TempFile::beside(&dest);
-    let written = receive_into(channel, temp.path(), req.size, config).await?;
-    let outcome = match written {
+    let outcome = match receive_into(channel, temp.path(), req.size, config).await? {
         Err(message) => Reply::Error { message },
-        Ok(sha256) if sha256 != req.sha256 => Reply::Error {
+        Ok((sha256, _)) if sha256 != announced => Reply::Error {
             message: format!(
-                "checksum mismatch for {}: received data hashes to {sha256}, the controller announced {}; the destination was left as it was",
+                "checksum mismatch for {}: received data hashes to {sha256}, the controller announced {announced}; the destination was left as it was",
                 dest.display(),
-                req.sha256
             ),
         },
-        Ok(sha256) => match finish(temp, &dest, req.mode) {
-            Ok(()) => {
-                tracing::info!(path = %dest.display(), bytes = req.size, "file written");
-                Reply::PutDone { path: display(&dest), bytes: req.size, sha256 }
+        Ok((sha256, file)) => {
+            // fsync of a large file can take a while on a slow disk: keep the controller
+            // informed that we are alive meanwhile.
+            let placed = with_heartbeats(channel, finish(file, temp, &dest, req.mode), config).await?;
+            match placed {
+                Ok(()) => {
+                    tracing::info!(path = %dest.display(), bytes = req.size, "file written");
+                    Reply::PutDone { path: display(&dest), bytes: req.size, sha256 }
+                }
+                Err(err) => Reply::Error { message: format!("cannot put {} in place: {err}", dest.display()) },
             }
-            Err(err) => Reply::Error { message: format!("cannot put {} in place: {err}", dest.display()) },
-        },
+        }
     };
     reply(channel, outcome, config).await
 }
 
-/// Serves one `MakeDir`.
+/// Serves one `MakeDir`: the folder exists afterwards with `mode`, and the answer says
+/// whether it was created just now.
 pub async fn make_dir(
     channel: &mut Channel<TcpStream>,
     path: &str,
@@ -98,23 +104,32 @@ pub async fn make_dir(
 ) -> Result<(), String> {
     let dir = destination(&config.files_dir, path, name);
     let made = prepare_folder(&dir, mkdir).and_then(|()| {
-        match std::fs::create_dir(&dir) {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-            other => other,
-        }
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)))
-        .map_err(|err| format!("cannot create the folder {}: {err}", dir.display()))
+        let created = match std::fs::create_dir(&dir) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        };
+        created
+            .and_then(|created| {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                    .map(|()| created)
+            })
+            .map_err(|err| format!("cannot create the folder {}: {err}", dir.display()))
     });
     let answer = match made {
-        Ok(()) => Reply::Made {
+        Ok(created) => Reply::Made {
             path: display(&dir),
+            created,
         },
         Err(message) => Reply::Error { message },
     };
     reply(channel, answer, config).await
 }
 
-/// Serves one `MakeSymlink`: a new link is made beside the old path and renamed over it.
+/// Serves one `MakeSymlink`: a new link is made beside the old path and renamed over it,
+/// unless the same link is there already.
 pub async fn make_symlink(
     channel: &mut Channel<TcpStream>,
     path: &str,
@@ -122,15 +137,29 @@ pub async fn make_symlink(
     config: &Config,
 ) -> Result<(), String> {
     let link = resolve(&config.files_dir, path);
-    let temp = TempFile::beside(&link);
-    let made = std::os::unix::fs::symlink(target, temp.path()).and_then(|()| temp.persist(&link));
+    if std::fs::read_link(&link).is_ok_and(|existing| existing == Path::new(target)) {
+        return reply(
+            channel,
+            Reply::Made {
+                path: display(&link),
+                created: false,
+            },
+            config,
+        )
+        .await;
+    }
+    let made = prepare_folder(&link, false).and_then(|()| {
+        let temp = TempFile::beside(&link);
+        std::os::unix::fs::symlink(target, temp.path())
+            .and_then(|()| temp.persist(&link))
+            .map_err(|err| format!("cannot create the link {}: {err}", link.display()))
+    });
     let answer = match made {
         Ok(()) => Reply::Made {
             path: display(&link),
+            created: true,
         },
-        Err(err) => Reply::Error {
-            message: format!("cannot create the link {}: {err}", link.display()),
-        },
+        Err(message) => Reply::Error { message },
     };
     reply(channel, answer, config).await
 }
@@ -202,7 +231,7 @@ async fn receive_into(
     temp: &Path,
     size: u64,
     config: &Config,
-) -> Result<Result<String, String>, String> {
+) -> Result<Result<(String, tokio::fs::File), String>, String> {
     let mut file = match tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -236,14 +265,10 @@ async fn receive_into(
             }
         }
     }
-    if let (Some(mut open), None) = (file, &failure) {
-        if let Err(err) = open.flush().await.and(open.sync_all().await) {
-            failure = Some(format!("cannot sync {}: {err}", temp.display()));
-        }
-    }
-    Ok(match failure {
-        Some(message) => Err(message),
-        None => Ok(hex::encode(hasher.finalize())),
+    Ok(match (failure, file) {
+        (None, Some(open)) => Ok((hex::encode(hasher.finalize()), open)),
+        (Some(message), _) => Err(message),
+        (None, None) => Err(format!("cannot write {}", temp.display())),
     })
 }
 
@@ -272,33 +297,22 @@ async fn recv_data(
     }
 }
 
-fn finish(temp: TempFile, dest: &Path, mode: u32) -> std::io::Result<()> {
+/// Syncs the written data, sets the mode and renames the file into place.
+async fn finish(
+    mut file: tokio::fs::File,
+    temp: TempFile,
+    dest: &Path,
+    mode: u32,
+) -> std::io::Result<()> {
+    file.flush().await?;
+    file.sync_all().await?;
+    drop(file);
     std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))?;
     temp.persist(dest)
 }
 
 fn display(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Runs `work` (hashing a large file, say) while sending heartbeats, so the controller
-/// can tell a busy agent from a lost one.
-pub async fn with_heartbeats<T>(
-    channel: &mut Channel<TcpStream>,
-    work: impl std::future::Future<Output = T>,
-    config: &Config,
-) -> Result<T, String> {
-    let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
-    let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            done = &mut work => return Ok(done),
-            _ = heartbeat.tick() => {
-                send_within(channel, &Packet::Control(Reply::Heartbeat), config.idle_timeout).await?;
-            }
-        }
-    }
 }
 
 async fn reply(

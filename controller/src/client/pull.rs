@@ -235,14 +235,29 @@ async fn next_reply(channel: &mut Channel<TcpStream>, silence: Duration) -> Resu
 }
 
 fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
+    // A link (or file) at this very path, planted by an earlier entry, must not be
+    // followed: creating or chmod-ing "through" it would touch something outside DEST.
+    match std::fs::symlink_metadata(local) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            let why = format!(
+                "the agent sent a folder where {} is a link or file; refused",
+                local.display()
+            );
+            return Err(broken(why));
+        }
+        Err(_) => std::fs::create_dir(local).map_err(|err| {
+            Failure::new(
+                Status::Failed,
+                format!("cannot create {}: {err}", local.display()),
+            )
+        })?,
+    }
     // Keep the owner's access so the entries below can be written.
-    let made = std::fs::create_dir_all(local).and_then(|()| {
-        std::fs::set_permissions(local, std::fs::Permissions::from_mode(mode | 0o700))
-    });
-    made.map_err(|err| {
+    std::fs::set_permissions(local, std::fs::Permissions::from_mode(mode | 0o700)).map_err(|err| {
         Failure::new(
             Status::Failed,
-            format!("cannot create {}: {err}", local.display()),
+            format!("cannot set the mode of {}: {err}", local.display()),
         )
     })
 }

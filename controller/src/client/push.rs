@@ -69,7 +69,12 @@ pub async fn push(
             Err(outcome) => return outcome.at(started),
         }
     }
-    let status = if changed || job.tree.entries.iter().all(|e| e.kind != EntryKind::File) {
+    if let Err(failure) =
+        restore_dir_modes(&mut channel, &job, &remote_root, connector.silence_timeout).await
+    {
+        return failure.at(started);
+    }
+    let status = if changed {
         Status::Ok
     } else {
         Status::Unchanged
@@ -125,10 +130,12 @@ async fn push_entry(
         false => (format!("{remote_root}/{}", entry.rel), String::new(), false),
     };
     let request = match entry.kind {
+        // The owner keeps full access until everything below is in place (a read-only
+        // source folder would otherwise refuse its own contents); see restore_dir_modes.
         EntryKind::Dir => Request::MakeDir {
             path,
             name,
-            mode: entry.mode,
+            mode: entry.mode | 0o700,
             mkdir,
         },
         EntryKind::Symlink => Request::MakeSymlink {
@@ -146,11 +153,15 @@ async fn push_entry(
     };
     send_within(channel, &Packet::Control(request), silence).await?;
     match recv_reply(channel, silence).await? {
-        Reply::Made { path } => {
+        Reply::Made { path, created } => {
             if is_root {
                 *remote_root = path;
             }
-            Ok(Sent::Changed(0))
+            Ok(if created {
+                Sent::Changed(0)
+            } else {
+                Sent::Unchanged
+            })
         }
         Reply::PutReady { path, unchanged } => {
             if is_root {
@@ -174,6 +185,40 @@ async fn push_entry(
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// Gives folders whose mode withholds access from their owner that mode, deepest first,
+/// now that everything below them is written.
+async fn restore_dir_modes(
+    channel: &mut Channel<TcpStream>,
+    job: &PushJob,
+    remote_root: &str,
+    silence: Duration,
+) -> Result<(), EntryFailure> {
+    let closed = job
+        .tree
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == EntryKind::Dir && e.mode & 0o700 != 0o700);
+    for entry in closed {
+        let path = match entry.rel.is_empty() {
+            true => remote_root.to_owned(),
+            false => format!("{remote_root}/{}", entry.rel),
+        };
+        let request = Request::MakeDir {
+            path,
+            name: String::new(),
+            mode: entry.mode,
+            mkdir: false,
+        };
+        send_within(channel, &Packet::Control(request), silence).await?;
+        match recv_reply(channel, silence).await? {
+            Reply::Made { .. } => {}
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(())
 }
 
 /// Streams exactly `entry.size` bytes of the file. If the file changed size since it was

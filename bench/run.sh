@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# muster benchmark harness: muster `ctl run` side by side with pdsh, parallel-ssh,
+# ClusterShell, Ansible ad-hoc, ssh loops and the local fork+exec floor, on N fake hosts
+# that all live on this machine's loopback (127.0.X.Y). Run bench/setup.sh once first.
+#
+#   bench/run.sh              # full run, then bench/report.py writes BENCHMARKS.md
+#   QUICK=1 bench/run.sh      # smoke test: N=10, R=3, muster scale row skipped
+#
+# Knobs (environment):
+#   NS="10 50 200"            peer comparison sizes (every tool)
+#   SCALE_NS="1000 5000"      muster-only sizes (one agent process per host)
+#   R=5                       timed rounds per (N, command, tool), after one warm-up round
+#   R_ANSIBLE_LARGE=3         timed rounds for ansible when N >= ANSIBLE_LARGE_N (200)
+#   ANSIBLE_BUDGET=900        seconds of ansible samples in all; past it, ansible is skipped
+#   ANSIBLE_LARGE_CMDS="true uname"  the commands ansible runs at N >= ANSIBLE_LARGE_N
+#   SSH_LOOP_MAX_N=50         the plain sequential ssh loop only up to this N
+#   TOOLS="..."               which rows (default: all; names as in the tables below)
+#   CMDS="true uname"         which commands
+#   SAMPLE_TIMEOUT=300        a sample taking longer is killed and counted invalid
+#   SCALE_MEM_FRACTION=0.6    start SCALE_NS agents only while their estimated memory is
+#                             below this fraction of MemAvailable
+#   REPORT=1                  run bench/report.py at the end (0: leave the raw results only)
+#   BENCH_DIR=/var/tmp/muster-bench  CARGO_TARGET_DIR=/tmp/muster-bench-target
+#
+# What is measured per sample: wall time (bash EPOCHREALTIME around the whole command),
+# the controller's CPU (user+sys of its whole process tree, from a cpuacct cgroup the
+# sample runs in, ns resolution), its peak RSS (GNU time %M: the largest single process
+# of the tree), the fake hosts' CPU (sshd/agents and the commands they ran, from their
+# own cpuacct cgroup), and the CPU everything else on the machine used meanwhile (noise
+# from other users of this shared machine). A sample counts only if every host answered.
+#
+# Only loopback addresses are contacted. Every loop is bounded. Every process started here
+# is stopped by pid on exit (trap).
+#
+# Item 3 of issue 5 (push/pull) is pending on `ctl push`: add a phase function like
+# phase_run below (phase_push), with its rows' commands in tool_cmdline/validate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+BENCH_DIR=${BENCH_DIR:-/var/tmp/muster-bench}
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/muster-bench-target}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  NS=${NS:-10}
+  SCALE_NS=${SCALE_NS:-}
+  R=${R:-3}
+else
+  NS=${NS:-10 50 200}
+  SCALE_NS=${SCALE_NS-1000 5000}
+  R=${R:-5}
+fi
+R_ANSIBLE_LARGE=${R_ANSIBLE_LARGE:-3}
+ANSIBLE_LARGE_N=${ANSIBLE_LARGE_N:-200}
+ANSIBLE_BUDGET=${ANSIBLE_BUDGET:-900}
+ANSIBLE_LARGE_CMDS=${ANSIBLE_LARGE_CMDS:-true uname}
+SSH_LOOP_MAX_N=${SSH_LOOP_MAX_N:-50}
+ALL_TOOLS="muster pdsh pdsh-fN pssh clush ansible-raw ansible-command ssh-loop ssh-mux-loop ssh-mux-xargs floor"
+TOOLS=${TOOLS:-$ALL_TOOLS}
+CMDS=${CMDS:-true uname}
+SAMPLE_TIMEOUT=${SAMPLE_TIMEOUT:-300}
+SCALE_MEM_FRACTION=${SCALE_MEM_FRACTION:-0.6}
+REPORT=${REPORT:-1}
+
+CTL=$CARGO_TARGET_DIR/release/ctl
+AGENT=$CARGO_TARGET_DIR/release/agent
+ANSIBLE=$BENCH_DIR/venv/bin/ansible
+SSHCFG=$BENCH_DIR/ssh/config
+KEY=$BENCH_DIR/fleet.key
+BENCH_USER=mbench
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it starts sshd)"
+for f in "$CTL" "$AGENT" "$SSHCFG" "$KEY" /usr/bin/time; do
+  [ -e "$f" ] || die "$f is missing: run bench/setup.sh first"
+done
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+RUN=$BENCH_DIR/runs/$stamp
+mkdir -p "$RUN"/{out,hosts,sshd,cp,logs}
+RESULTS=$RUN/results.tsv
+NOTES=$RUN/notes.txt
+: >"$NOTES"
+note() { echo "$*" >>"$NOTES"; log "note: $*"; }
+printf 'n\tcmd\ttool\tround\twarmup\tvalid\twall_s\ttime_e\tuser_s\tsys_s\tmaxrss_kb\tclient_cpu_s\thost_cpu_s\tother_cpu_s\tload1\treason\n' >"$RESULTS"
+log "results in $RUN"
+
+# --- cgroups (v1 cpuacct; v2 if that is what the machine has) ----------------------------
+CG_ROOT=""
+if [ -d /sys/fs/cgroup/cpuacct ] && [ -w /sys/fs/cgroup/cpuacct ]; then
+  CG_ROOT=/sys/fs/cgroup/cpuacct/muster-bench-$stamp
+  mkdir "$CG_ROOT" "$CG_ROOT/client" "$CG_ROOT/hosts"
+  cg_usage() { cat "$CG_ROOT/$1/cpuacct.usage"; }          # ns
+  cg_total() { cat /sys/fs/cgroup/cpuacct/cpuacct.usage; }  # ns, whole machine
+  cg_tasks() { wc -l <"$CG_ROOT/$1/cgroup.procs"; }
+  cg_join() { echo "$BASHPID" >"$CG_ROOT/$1/cgroup.procs"; }
+elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  CG_ROOT=/sys/fs/cgroup/muster-bench-$stamp
+  mkdir "$CG_ROOT" "$CG_ROOT/client" "$CG_ROOT/hosts"
+  cg_usage() { awk '/^usage_usec/ {print $2 * 1000}' "$CG_ROOT/$1/cpu.stat"; }
+  cg_total() { awk '/^cpu / {print ($2+$3+$4+$6+$7+$8) * 10000000}' /proc/stat; }
+  cg_tasks() { wc -l <"$CG_ROOT/$1/cgroup.procs"; }
+  cg_join() { echo "$BASHPID" >"$CG_ROOT/$1/cgroup.procs"; }
+else
+  die "no writable cpuacct cgroup: cannot attribute CPU"
+fi
+
+# --- cleanup -------------------------------------------------------------------------------
+pids=()          # every sshd and agent we started
+mux_pids=()      # ssh ControlMaster processes (they daemonize: pids from `ssh -O check`)
+cleanup() {
+  set +e
+  log "stopping ${#pids[@]} fake-host processes and ${#mux_pids[@]} ssh masters"
+  for p in "${mux_pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  local i
+  for i in $(seq 100); do                        # 10 s at most for them to go
+    local alive=0 p
+    for p in "${pids[@]}" "${mux_pids[@]}"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}" "${mux_pids[@]}"; do kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  # Empty cgroups can go; one still holding a process (should not happen) is left.
+  if [ -n "$CG_ROOT" ]; then
+    rmdir "$CG_ROOT/client" "$CG_ROOT/hosts" "$CG_ROOT" 2>/dev/null
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- fake hosts ----------------------------------------------------------------------------
+# Host i (1-based) lives on 127.0.X.Y with X = 1 + (i-1)/250, Y = 1 + (i-1)%250.
+addr() { echo "127.0.$((1 + ($1 - 1) / 250)).$((1 + ($1 - 1) % 250))"; }
+
+n_sshd=0
+start_sshds() {   # start sshd for hosts n_sshd+1..$1
+  local want=$1 i a
+  for ((i = n_sshd + 1; i <= want; i++)); do
+    a=$(addr "$i")
+    cat >"$RUN/sshd/$i.conf" <<EOF
+ListenAddress $a:22
+HostKey /etc/ssh/ssh_host_ed25519_key
+AuthorizedKeysFile $BENCH_DIR/authorized_keys
+AllowUsers $BENCH_USER
+UsePAM no
+StrictModes no
+PidFile $RUN/sshd/$i.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+MaxStartups 1000
+Subsystem sftp internal-sftp
+EOF
+    # -D: no daemonizing, so $! is sshd itself; in the hosts' cgroup, as are its sessions.
+    ( cg_join hosts; exec /usr/sbin/sshd -D -e -f "$RUN/sshd/$i.conf" ) 2>"$RUN/sshd/$i.log" &
+    pids+=("$!")
+  done
+  for i in $(seq 200); do                         # 20 s at most
+    local up
+    up=$(ss -ltnH 'sport = :22' | grep -c ' 127\.0\.[0-9]*\.[0-9]*:22 ' || true)
+    [ "$up" -ge "$want" ] && break
+    [ "$i" = 200 ] && die "only $up of $want sshd listening after 20 s (see $RUN/sshd/*.log)"
+    sleep 0.1
+  done
+  n_sshd=$want
+  log "$want sshd up"
+}
+
+n_agents=0
+start_agents() {  # start agents for hosts n_agents+1..$1
+  local want=$1 i
+  for ((i = n_agents + 1; i <= want; i++)); do
+    ( cg_join hosts; exec "$AGENT" --listen "$(addr "$i"):7070" --key-file "$KEY" -q ) \
+      >>"$RUN/agents.out" 2>>"$RUN/agents.err" &
+    pids+=("$!")
+  done
+  for i in $(seq 600); do                         # 60 s at most
+    local up
+    up=$(grep -c '^listening on' "$RUN/agents.out" || true)
+    [ "$up" -ge "$want" ] && break
+    if [ -s "$RUN/agents.err" ]; then cat "$RUN/agents.err" >&2; die "an agent failed to start"; fi
+    [ "$i" = 600 ] && die "only $up of $want agents listening after 60 s"
+    sleep 0.1
+  done
+  n_agents=$want
+  log "$want agents up"
+}
+
+agent_mem_kb() {  # mean VmRSS or Pss (field $1) of up to 50 idle agents
+  local field=$1 total=0 p c=0
+  for p in "${pids[@]}"; do
+    if [ -r "/proc/$p/status" ] && grep -q '^Name:.*agent' "/proc/$p/status"; then
+      total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/smaps_rollup")))
+      c=$((c + 1))
+      [ "$c" -ge 50 ] && break
+    fi
+  done
+  [ "$c" -gt 0 ] && echo $((total / c)) || echo 0
+}
+agent_rss_kb() { agent_mem_kb Rss; }
+
+write_hosts() {   # inventories and host files for N hosts
+  local n=$1 i d=$RUN/hosts/$n
+  mkdir -p "$d"
+  : >"$d/hosts"
+  {
+    echo "defaults:"
+    echo "  port: 7070"
+    echo "  key_file: $KEY"
+    echo "hosts:"
+  } >"$d/inventory.yaml"
+  {
+    echo "[all:vars]"
+    echo "ansible_user=$BENCH_USER"
+    echo "ansible_ssh_common_args='-F $SSHCFG'"
+    echo "[bench]"
+  } >"$d/ansible.ini"
+  for ((i = 1; i <= n; i++)); do
+    a=$(addr "$i")
+    echo "$a" >>"$d/hosts"
+    printf '  h%05d: %s\n' "$i" "$a" >>"$d/inventory.yaml"
+    echo "$a" >>"$d/ansible.ini"
+  done
+}
+
+# --- ssh ControlPersist masters for the warm-mux rows ---------------------------------------
+# A second client config with a ControlPath: only the mux rows use it, so no other tool
+# can ride on an open master.
+SSHCFG_MUX=$RUN/ssh_config_mux
+{ echo "Host 127.*"; echo "  ControlMaster no"; echo "  ControlPath $BENCH_DIR/ssh/cm/%C"; cat "$SSHCFG"; } >"$SSHCFG_MUX"
+open_masters() {  # masters for hosts 1..$1, opened in the client cgroup (their CPU is the rows')
+  local n=$1 i
+  ( cg_join client
+    xargs -P 16 -I{} ssh -F "$SSHCFG_MUX" -o ControlMaster=yes -o ControlPersist=yes -fN {} \
+      <"$RUN/hosts/$n/hosts" ) || die "could not open the ssh masters"
+  mux_pids=()
+  for ((i = 1; i <= n; i++)); do
+    local p
+    p=$(ssh -F "$SSHCFG_MUX" -O check "$(addr "$i")" 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+    [ -n "$p" ] || die "no master for $(addr "$i")"
+    mux_pids+=("$p")
+  done
+  log "$n ssh masters open"
+}
+close_masters() {
+  local p
+  for p in "${mux_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  mux_pids=()
+  rm -f "$BENCH_DIR/ssh/cm/"* 2>/dev/null || true
+}
+
+# --- the rows ------------------------------------------------------------------------------
+export PDSH_SSH_ARGS_APPEND="-F $SSHCFG"
+export ANSIBLE_HOST_KEY_CHECKING=False
+export ANSIBLE_PYTHON_INTERPRETER=auto_silent  # the stock discovery, without its warning
+export PDSH_RCMD_TYPE=ssh
+
+remote_cmd() { case $1 in true) echo "true" ;; uname) echo "uname -n" ;; esac; }
+
+tool_cmdline() {  # tool cmd n -> the shell command line the sample runs
+  local tool=$1 c n=$3 d=$RUN/hosts/$3
+  c=$(remote_cmd "$2")
+  case $tool in
+    muster) echo "$CTL run -i $d/inventory.yaml -g all --log-dir $RUN/logs '$c'" ;;
+    pdsh) echo "pdsh -R ssh -l $BENCH_USER -w ^$d/hosts '$c'" ;;
+    pdsh-fN) echo "pdsh -R ssh -l $BENCH_USER -f $n -w ^$d/hosts '$c'" ;;
+    pssh) echo "parallel-ssh -h $d/hosts -l $BENCH_USER -x '-F $SSHCFG' -p $n -i '$c'" ;;
+    clush) echo "clush --hostfile $d/hosts -l $BENCH_USER -o '-F $SSHCFG' -f $n -b '$c'" ;;
+    ansible-raw) echo "$ANSIBLE all -i $d/ansible.ini -m raw -a '$c' -f $n" ;;
+    ansible-command) echo "$ANSIBLE all -i $d/ansible.ini -m command -a '$c' -f $n" ;;
+    ssh-loop) echo "for h in \$(cat $d/hosts); do ssh -F $SSHCFG \$h '$c' || exit 1; done" ;;
+    ssh-mux-loop) echo "for h in \$(cat $d/hosts); do ssh -F $SSHCFG_MUX \$h '$c' || exit 1; done" ;;
+    ssh-mux-xargs) echo "xargs -P $n -I{} ssh -F $SSHCFG_MUX {} '$c' <$d/hosts" ;;
+    floor)
+      case $2 in
+        true) echo "seq $n | xargs -P $n -n1 true" ;;
+        uname) echo "seq $n | xargs -P $n -I{} uname -n" ;;
+      esac ;;
+  esac
+}
+
+# validate tool cmd n rc out err -> prints "" when every host answered, else the reason
+validate() {
+  local tool=$1 cmd=$2 n=$3 rc=$4 out=$5 err=$6 got
+  [ "$rc" = 0 ] || { echo "exit $rc"; return; }
+  case $tool in
+    muster)
+      grep -q "^ctl: $n hosts in .*: $n ok\$" "$err" || { echo "summary is not '$n ok'"; return; }
+      if [ "$cmd" = uname ]; then
+        got=$(grep -c '^h[0-9]*: ' "$out" || true)
+        [ "$got" = "$n" ] || { echo "$got of $n output lines"; return; }
+      fi ;;
+    pdsh | pdsh-fN)
+      [ -s "$err" ] && { echo "stderr: $(head -c 200 "$err")"; return; }
+      if [ "$cmd" = uname ]; then
+        got=$(cut -d: -f1 "$out" | sort -u | wc -l)
+        [ "$got" = "$n" ] || { echo "$got of $n hosts answered"; return; }
+      fi ;;
+    pssh)
+      got=$(grep -c '\[SUCCESS\]' "$out" || true)
+      [ "$got" = "$n" ] || { echo "$got of $n SUCCESS"; return; }
+      if [ "$cmd" = uname ]; then
+        got=$(grep -cx 'vm\|'"$(hostname)" "$out" || true)
+        [ "$got" = "$n" ] || { echo "$got of $n output lines"; return; }
+      fi ;;
+    clush)
+      # clush -b draws a progress meter ("clush: 16/50") on stderr when gathering takes a
+      # while; anything else on stderr is a failure.
+      if [ -s "$err" ] && [ -n "$(sed -E 's#clush: *[0-9]+/[0-9]+[ \r\b]*##g' "$err" | tr -d ' \r\n\b')" ]; then
+        echo "stderr: $(head -c 200 "$err")"; return
+      fi
+      if [ "$cmd" = uname ]; then
+        grep -q "($n)\$" "$out" || { echo "gathered header does not say ($n)"; return; }
+      fi ;;
+    ansible-raw | ansible-command)
+      got=$(grep -E ' \| (CHANGED|SUCCESS) \| rc=0' "$out" | cut -d' ' -f1 | sort -u | wc -l)
+      [ "$got" = "$n" ] || { echo "$got of $n hosts CHANGED/SUCCESS"; return; } ;;
+    ssh-loop | ssh-mux-loop | ssh-mux-xargs | floor)
+      if [ "$cmd" = uname ]; then
+        got=$(grep -cx "$(hostname)" "$out" || true)
+        [ "$got" = "$n" ] || { echo "$got of $n output lines"; return; }
+      elif [ "$tool" != floor ]; then
+        [ -s "$err" ] && { echo "stderr: $(head -c 200 "$err")"; return; }
+      fi ;;
+  esac
+  echo ""
+}
+
+ansible_spent=0
+sample_no=0
+run_sample() {    # n cmd tool round
+  local n=$1 cmd=$2 tool=$3 round=$4 line tag out err tf t0 t1 c0 c1 h0 h1 m0 m1 rc reason
+  local warm=0
+  [ "$round" = 0 ] && warm=1
+  line=$(tool_cmdline "$tool" "$cmd" "$n")
+  sample_no=$((sample_no + 1))
+  tag="$RUN/out/$n-$cmd-$tool-$round"
+  out=$tag.out err=$tag.err tf=$tag.time
+  local envs=()
+  case $tool in
+    ansible-*)
+      # A fresh ControlPath dir per sample: every sample is a cold start, as a first
+      # ad-hoc run is (stock ansible keeps masters 60 s, which would otherwise make the
+      # later rounds warm). The masters are closed after the sample.
+      envs=(env "ANSIBLE_SSH_CONTROL_PATH_DIR=$RUN/cp/$sample_no")
+      mkdir -p "$RUN/cp/$sample_no" ;;
+  esac
+  local base_tasks
+  base_tasks=$(cg_tasks hosts)
+  c0=$(cg_usage client); h0=$(cg_usage hosts); m0=$(cg_total)
+  t0=$EPOCHREALTIME
+  set +e
+  ( cg_join client
+    exec "${envs[@]}" /usr/bin/time -f '%e %U %S %M' -o "$tf" \
+      timeout -k 5 "$SAMPLE_TIMEOUT" sh -c "$line" ) >"$out" 2>"$err" </dev/null
+  rc=$?
+  set -e
+  t1=$EPOCHREALTIME
+  # Let the hosts' side finish (sshd sessions closing), 3 s at most, so its CPU is
+  # charged to this sample and not the next.
+  case $tool in
+    ansible-*)
+      # Close the masters ansible left (ControlPersist) first, so their sshd sessions end
+      # and the wait below does not time out on them. Closing costs the sample nothing:
+      # its wall time is already taken.
+      local s
+      for s in "$RUN/cp/$sample_no"/*; do
+        [ -S "$s" ] && echo "$s"
+      done | xargs -r -P 16 -I{} ssh -o ControlPath={} -O exit dummy >/dev/null 2>&1 || true
+      ansible_spent=$(awk -v a="$ansible_spent" -v b="$t0" -v c="$t1" 'BEGIN {print a + c - b}') ;;
+  esac
+  local i
+  for i in $(seq 60); do
+    [ "$(cg_tasks hosts)" -le "$base_tasks" ] && break
+    sleep 0.05
+  done
+  c1=$(cg_usage client); h1=$(cg_usage hosts); m1=$(cg_total)
+  # One line, no tabs: it is a field of results.tsv (progress meters write \r).
+  reason=$(validate "$tool" "$cmd" "$n" "$rc" "$out" "$err")
+  reason=${reason//[$'\t\r\n\b']/ }
+  local valid=1
+  [ -n "$reason" ] && valid=0
+  local te us ss mr
+  read -r te us ss mr < <(tail -n 1 "$tf" 2>/dev/null || echo "nan nan nan nan")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$n" "$cmd" "$tool" "$round" "$warm" "$valid" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}')" \
+    "$te" "$us" "$ss" "$mr" \
+    "$(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')" \
+    "$(awk -v a="$h0" -v b="$h1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')" \
+    "$(awk -v a="$m0" -v b="$m1" -v c="$c0" -v d="$c1" -v e="$h0" -v f="$h1" \
+        'BEGIN {x = ((b - a) - (d - c) - (f - e)) / 1e9; if (x < 0) x = 0; printf "%.4f", x}')" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$reason" >>"$RESULTS"
+  if [ "$valid" = 1 ]; then
+    log "N=$n $cmd $tool r$round: $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') s"
+    # Keep the raw output of a valid sample only for the last round (space).
+    [ "$round" -lt "$R" ] && rm -f "$out" "$err"
+  else
+    log "N=$n $cmd $tool r$round: INVALID ($reason)"
+  fi
+  rm -f "$tf"
+}
+
+has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+phase_run() {     # the peer comparison at one N
+  local n=$1 tools=() t
+  for t in $ALL_TOOLS; do
+    has_tool "$t" || continue
+    if [ "$t" = ssh-loop ] && [ "$n" -gt "$SSH_LOOP_MAX_N" ]; then
+      note "N=$n: the plain sequential ssh loop is skipped above N=$SSH_LOOP_MAX_N (SSH_LOOP_MAX_N)"
+      continue
+    fi
+    tools+=("$t")
+  done
+  write_hosts "$n"
+  local need_mux=0
+  for t in "${tools[@]}"; do case $t in ssh-mux-*) need_mux=1 ;; esac; done
+  [ "$need_mux" = 1 ] && open_masters "$n"
+  local cmd round k nt=${#tools[@]}
+  for cmd in $CMDS; do
+    for ((round = 0; round <= R; round++)); do
+      # Alternate: every tool once per round, the starting tool rotating per round.
+      for ((k = 0; k < nt; k++)); do
+        t=${tools[$(((k + round) % nt))]}
+        case $t in
+          ansible-*)
+            if [ "$n" -ge "$ANSIBLE_LARGE_N" ]; then
+              [ "$round" -gt "$R_ANSIBLE_LARGE" ] && continue
+              case " $ANSIBLE_LARGE_CMDS " in *" $cmd "*) ;; *)
+                grep -q "N=$n $cmd: ansible" "$NOTES" ||
+                  note "N=$n $cmd: ansible rows not run at N >= $ANSIBLE_LARGE_N (ANSIBLE_LARGE_CMDS=$ANSIBLE_LARGE_CMDS), for time"
+                continue ;;
+              esac
+            fi
+            if awk -v a="$ansible_spent" -v b="$ANSIBLE_BUDGET" 'BEGIN {exit !(a > b)}'; then
+              grep -q "ansible budget" "$NOTES" ||
+                note "ansible budget of ${ANSIBLE_BUDGET}s spent at N=$n $cmd round $round: later ansible samples skipped"
+              continue
+            fi ;;
+        esac
+        run_sample "$n" "$cmd" "$t" "$round"
+      done
+    done
+  done
+  [ "$need_mux" = 1 ] && close_masters
+  return 0
+}
+
+phase_scale() {   # muster alone at large N
+  local n=$1 cmd round
+  write_hosts "$n"
+  for cmd in $CMDS; do
+    for ((round = 0; round <= R; round++)); do
+      run_sample "$n" "$cmd" muster "$round"
+    done
+  done
+}
+
+# --- machine and versions --------------------------------------------------------------------
+{
+  echo "stamp=$stamp"
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+  echo "cpu_flags_sha=$(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)"
+  echo "mem=$(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "kernel=$(uname -srm)"
+  echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "muster=$(cat "$BENCH_DIR/muster-build.txt" 2>/dev/null || echo unknown) ($($CTL --version))"
+  echo "rustc=$(rustc --version)"
+  echo "openssh=$(ssh -V 2>&1)"
+  echo "pdsh=$(pdsh -V 2>&1 | head -1)"
+  echo "pssh=parallel-ssh $(parallel-ssh --version 2>&1)"
+  echo "clush=$(clush --version 2>&1)"
+  echo "ansible=$($ANSIBLE --version 2>/dev/null | head -1) (python $("$BENCH_DIR/venv/bin/python" -c 'import sys; print(sys.version.split()[0])'))"
+  echo "xargs=$(xargs --version | head -1)"
+  echo "R=$R"
+  echo "R_ANSIBLE_LARGE=$R_ANSIBLE_LARGE"
+  echo "ANSIBLE_LARGE_N=$ANSIBLE_LARGE_N"
+  echo "ANSIBLE_BUDGET=$ANSIBLE_BUDGET"
+  echo "ANSIBLE_LARGE_CMDS=$ANSIBLE_LARGE_CMDS"
+  echo "SSH_LOOP_MAX_N=$SSH_LOOP_MAX_N"
+  echo "NS=$NS"
+  echo "SCALE_NS=$SCALE_NS"
+  echo "QUICK=$QUICK"
+  echo "env=PDSH_SSH_ARGS_APPEND='$PDSH_SSH_ARGS_APPEND' ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_SSH_CONTROL_PATH_DIR=<fresh per sample>"
+} >"$RUN/meta.txt"
+cp "$SSHCFG" "$RUN/ssh_config"
+
+# --- the run ---------------------------------------------------------------------------------
+maxn=0
+for n in $NS; do [ "$n" -gt "$maxn" ] && maxn=$n; done
+t_start=$EPOCHREALTIME
+if [ "$maxn" -gt 0 ]; then
+  need_sshd=0
+  for t in $TOOLS; do case $t in muster | floor) ;; *) need_sshd=1 ;; esac; done
+  [ "$need_sshd" = 1 ] && start_sshds "$maxn"
+  has_tool muster && start_agents "$maxn"
+  for n in $NS; do
+    for t in $ALL_TOOLS; do has_tool "$t" && echo "N=$n $t: $(tool_cmdline "$t" true "$n")" >>"$RUN/cmdlines.txt"; done
+    phase_run "$n"
+  done
+fi
+
+if [ -n "$SCALE_NS" ] && has_tool muster; then
+  for n in $SCALE_NS; do
+    if [ "$n" -gt "$n_agents" ]; then
+      # Measure a few agents before estimating the rest.
+      [ "$n_agents" -eq 0 ] && start_agents $((n < 50 ? n : 50))
+      # Memory: an idle agent's own memory is its Pss (the binary's pages are shared);
+      # add 3 threads' kernel stacks and page tables, ~100 KiB, and 50% margin.
+      pss=$(agent_mem_kb Pss)
+      avail=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+      est=$(( (n - n_agents) * ((pss > 0 ? pss : 2000) + 100) * 3 / 2 ))
+      if awk -v e="$est" -v a="$avail" -v f="$SCALE_MEM_FRACTION" 'BEGIN {exit !(e > a * f)}'; then
+        note "N=$n skipped: $((n - n_agents)) more agents (Pss ${pss} KiB each) would need ~$((est / 1024)) MiB, over ${SCALE_MEM_FRACTION} of MemAvailable ($((avail / 1024)) MiB)"
+        continue
+      fi
+      # Tasks: an agent is 3 threads; a run adds up to --forks (1024) shells. Stay under
+      # 70% of kernel.pid_max so other users of the machine can still fork.
+      pid_max=$(cat /proc/sys/kernel/pid_max)
+      tasks=$(ps -eLf --no-headers | wc -l)
+      if [ $(( (n - n_agents) * 3 + 1024 + tasks )) -gt $((pid_max * 7 / 10)) ]; then
+        note "N=$n skipped: $((n - n_agents)) more agents (3 tasks each) would come near kernel.pid_max=$pid_max ($tasks tasks now)"
+        continue
+      fi
+      start_agents "$n"
+      echo "agents_rss_kb_at_$n=$(agent_rss_kb)" >>"$RUN/meta.txt"
+      echo "agents_pss_kb_at_$n=$(agent_mem_kb Pss)" >>"$RUN/meta.txt"
+    fi
+    echo "N=$n muster: $(tool_cmdline muster true "$n")" >>"$RUN/cmdlines.txt"
+    phase_scale "$n"
+  done
+fi
+echo "agent_rss_kb=$(agent_rss_kb)" >>"$RUN/meta.txt"
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RUN/meta.txt"
+echo "elapsed_s=$(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", b - a}')" >>"$RUN/meta.txt"
+log "done: $RUN"
+
+cleanup
+trap - EXIT
+if [ "$REPORT" = 1 ]; then
+  python3 "$repo/bench/report.py" "$RUN"
+fi

@@ -1,0 +1,1039 @@
+//! `ctl push` and `ctl pull` against real agents, each with its own files folder: large files
+//! checked by SHA-256 on disk, memory that stays flat, trees with modes and links, the scp
+//! rule, missing parents, interrupted pushes that leave the old destination intact, hosts
+//! that lack the file, and the operation log.
+//!
+//! Two peers are faked with the `common` crate, because the real binaries cannot be made to
+//! misbehave: an agent that sends `..` or an absolute path on a pull, and a controller that
+//! announces the wrong SHA-256 on a push.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::message::{EntryKind, Packet, Reply, Request};
+use nix::sys::signal::{kill, Signal};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::util::{wait_until, Agent, CtlOutput, Fleet, RunningCtl};
+
+const MIB: u64 = 1024 * 1024;
+/// The large file of the large-file tests.
+const BIG_SIZE: u64 = 200 * MIB;
+/// Three hosts each receiving 200 MiB from a debug build on a small CI machine: generous.
+const BIG_DEADLINE: Duration = Duration::from_secs(240);
+/// The peak resident memory `ctl` and an agent may reach while moving [`BIG_SIZE`] bytes:
+/// a fraction of the file, so holding it (or a host's share of it) in memory would fail.
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+/// The prefix of the temporary files an interrupted transfer may leave (`common::atomic_file`).
+const TEMP_PREFIX: &str = ".muster-tmp.";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// One agent with its own files folder, under a host name of the inventory.
+struct Host {
+    name: &'static str,
+    files: PathBuf,
+    agent: Agent,
+}
+
+/// Starts an agent whose files folder is `<fleet>/files-<name>` (created).
+fn start_host(fleet: &Fleet, name: &'static str) -> Host {
+    let files = fleet.path(&format!("files-{name}"));
+    fs::create_dir_all(&files).expect("can create the files folder");
+    // The agent reports canonical paths; so do we, in case the temp folder is a link.
+    let files = files.canonicalize().expect("the files folder exists");
+    let agent = agent_on(fleet, &files);
+    Host { name, files, agent }
+}
+
+fn agent_on(fleet: &Fleet, files: &Path) -> Agent {
+    Agent::builder(&fleet.key())
+        .flags(&["--files-dir", files.to_str().expect("a UTF-8 temp path")])
+        .start()
+}
+
+/// Starts one agent per name and writes them into the inventory.
+fn fleet_of(names: &[&'static str]) -> (Fleet, Vec<Host>) {
+    let fleet = Fleet::new();
+    let hosts: Vec<Host> = names.iter().map(|name| start_host(&fleet, name)).collect();
+    let entries: Vec<(&str, SocketAddr)> = hosts
+        .iter()
+        .map(|host| (host.name, host.agent.addr()))
+        .collect();
+    fleet.write_inventory(&entries, &[]);
+    (fleet, hosts)
+}
+
+/// Writes `size` bytes (a whole number of MiB) that are not all zeros and do not repeat
+/// within the file: one random-looking MiB block whose first 8 bytes count the blocks.
+/// Returns the SHA-256 of what was written, computed on the way.
+fn write_big_file(path: &Path, size: u64) -> String {
+    let mut block = vec![0u8; MIB as usize];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for word in block.chunks_mut(8) {
+        // xorshift64: fast, and good enough to make the data incompressible-looking.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        word.copy_from_slice(&state.to_le_bytes());
+    }
+    let file = fs::File::create(path).expect("can create the big file");
+    let mut out = BufWriter::with_capacity(MIB as usize, file);
+    let mut hasher = Sha256::new();
+    for index in 0..size / MIB {
+        block[..8].copy_from_slice(&index.to_le_bytes());
+        out.write_all(&block).expect("can write the big file");
+        hasher.update(&block);
+    }
+    out.flush().expect("can write the big file");
+    hex::encode(hasher.finalize())
+}
+
+fn sha256_file(path: &Path) -> String {
+    let mut file =
+        fs::File::open(path).unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let n = file.read(&mut buf).expect("can read the file");
+        if n == 0 {
+            return hex::encode(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// A temp path as a command-line argument.
+fn text(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("can chmod");
+}
+
+/// The temporary files directly in `folder` and below it.
+fn temps_in(folder: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(folder) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            found.extend(temps_in(&path));
+        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// What a tree holds, by `/`-separated path below its root: enough to compare two trees.
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, sha256: String },
+    Link { target: PathBuf },
+}
+
+fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    fn walk(path: &Path, rel: String, nodes: &mut BTreeMap<String, Node>) {
+        let meta = fs::symlink_metadata(path)
+            .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()));
+        let node = if meta.file_type().is_symlink() {
+            Node::Link {
+                target: fs::read_link(path).expect("can read the link"),
+            }
+        } else if meta.is_dir() {
+            for entry in fs::read_dir(path).expect("can list the folder").flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                walk(&entry.path(), child, nodes);
+            }
+            Node::Dir {
+                mode: meta.mode() & 0o7777,
+            }
+        } else {
+            Node::File {
+                mode: meta.mode() & 0o7777,
+                sha256: sha256_file(path),
+            }
+        };
+        nodes.insert(rel, node);
+    }
+    let mut nodes = BTreeMap::new();
+    walk(root, String::new(), &mut nodes);
+    nodes
+}
+
+/// Every file (not folder) below `root`, for "nothing was written here" checks.
+fn files_below(root: &Path) -> Vec<PathBuf> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(_, node)| !matches!(node, Node::Dir { .. }))
+        .map(|(rel, _)| root.join(rel))
+        .collect()
+}
+
+/// The peak resident set (VmHWM) of a live process, in KiB; `None` once it has exited.
+fn peak_rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Waits for a running ctl to end within `timeout`, reading its peak resident set while it
+/// runs (the last reading before it exits is its peak over its whole life).
+fn wait_sampling_rss(mut ctl: RunningCtl, timeout: Duration) -> (CtlOutput, u64) {
+    let pid = ctl.pid().as_raw();
+    let mut peak = 0;
+    let deadline = Instant::now() + timeout;
+    while ctl.is_running() && Instant::now() < deadline {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    (
+        ctl.wait(Duration::from_secs(1).max(deadline - Instant::now())),
+        peak,
+    )
+}
+
+fn json_of<'a>(out: &'a CtlOutput, by_host: &'a BTreeMap<String, Value>, host: &str) -> &'a Value {
+    by_host.get(host).unwrap_or_else(|| {
+        panic!(
+            "no JSON object for {host}\nstdout:\n{}\nstderr:\n{}",
+            out.stdout(),
+            out.stderr
+        )
+    })
+}
+
+fn json_sorted(out: &CtlOutput) -> BTreeMap<String, Value> {
+    out.json_by_host().into_iter().collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large files
+
+#[test]
+fn a_large_push_lands_verified_on_every_host_with_flat_memory_and_a_repeat_is_unchanged() {
+    // Tried: push a 200 MiB generated file (mode 0640) to three agents, sampling the peak
+    // RSS of ctl while it runs and of each agent afterwards; then the same push again, and
+    // again with --mode 0600.
+    let (fleet, hosts) = fleet_of(&["web1", "web2", "web3"]);
+    let source = fleet.path("big.bin");
+    let sha = write_big_file(&source, BIG_SIZE);
+    set_mode(&source, 0o640);
+
+    let ctl = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", text(&source)])
+        .spawn();
+    let (out, ctl_peak_kib) = wait_sampling_rss(ctl, BIG_DEADLINE);
+    out.assert_code(0);
+    let results = json_sorted(&out);
+    assert_eq!(results.len(), 3, "stdout:\n{}", out.stdout());
+    for host in &hosts {
+        let result = json_of(&out, &results, host.name);
+        let dest = host.files.join("big.bin");
+        assert_eq!(result["status"], "ok", "{}: {result}", host.name);
+        assert_eq!(result["bytes"], BIG_SIZE, "{}: {result}", host.name);
+        assert_eq!(result["sha256"], sha.as_str(), "{}: {result}", host.name);
+        assert_eq!(result["path"], dest.to_str().unwrap(), "{}", host.name);
+        assert!(result["error"].is_null(), "{}: {result}", host.name);
+        assert!(result["duration_ms"].is_u64(), "{}: {result}", host.name);
+        assert_eq!(sha256_file(&dest), sha, "{} holds other bytes", host.name);
+        assert_eq!(mode_of(&dest), 0o640, "{}: the mode is kept", host.name);
+        assert_eq!(
+            temps_in(&host.files),
+            Vec::<PathBuf>::new(),
+            "{}",
+            host.name
+        );
+    }
+
+    // Memory: the file is 200 MiB and went to three hosts; neither side may hold it.
+    let agent_peaks: Vec<(&str, u64)> = hosts
+        .iter()
+        .map(|host| {
+            let peak = peak_rss_kib(host.agent.pid()).expect("the agent is running");
+            (host.name, peak)
+        })
+        .collect();
+    eprintln!(
+        "peak RSS while pushing {} MiB to 3 hosts: ctl {ctl_peak_kib} KiB, agents {agent_peaks:?}",
+        BIG_SIZE / MIB
+    );
+    assert!(ctl_peak_kib > 0, "ctl's memory was never sampled");
+    assert!(
+        ctl_peak_kib < RSS_BOUND_KIB,
+        "ctl peaked at {ctl_peak_kib} KiB, expected below {RSS_BOUND_KIB} KiB"
+    );
+    for (name, peak) in &agent_peaks {
+        assert!(
+            *peak < RSS_BOUND_KIB,
+            "the agent of {name} peaked at {peak} KiB, expected below {RSS_BOUND_KIB} KiB"
+        );
+    }
+
+    // The same push again: every host already holds it, so nothing is sent.
+    let again = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", text(&source)])
+        .spawn()
+        .wait(BIG_DEADLINE);
+    again.assert_code(0);
+    let results = json_sorted(&again);
+    for host in &hosts {
+        let result = json_of(&again, &results, host.name);
+        assert_eq!(result["status"], "unchanged", "{}: {result}", host.name);
+        assert_eq!(
+            result["bytes"], 0,
+            "{}: nothing is sent: {result}",
+            host.name
+        );
+        assert_eq!(mode_of(&host.files.join("big.bin")), 0o640);
+    }
+
+    // --mode overrides the file's own mode, even when the content is already there.
+    let moded = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", "--mode", "0600", text(&source)])
+        .spawn()
+        .wait(BIG_DEADLINE);
+    moded.assert_code(0);
+    let results = json_sorted(&moded);
+    for host in &hosts {
+        let result = json_of(&moded, &results, host.name);
+        assert_eq!(result["status"], "unchanged", "{}: {result}", host.name);
+        let dest = host.files.join("big.bin");
+        assert_eq!(mode_of(&dest), 0o600, "{}: --mode 0600 applies", host.name);
+        assert_eq!(sha256_file(&dest), sha, "{}", host.name);
+    }
+}
+
+#[test]
+fn a_large_pull_from_three_hosts_lands_in_one_folder_per_host_verified() {
+    // Tried: the same 200 MiB file (mode 0640) in the files folder of three agents (hard
+    // links of one generated file), pulled with --json into ./collected; ctl's peak RSS is
+    // sampled while it runs.
+    let (fleet, hosts) = fleet_of(&["web1", "web2", "web3"]);
+    let source = fleet.path("big.bin");
+    let sha = write_big_file(&source, BIG_SIZE);
+    set_mode(&source, 0o640);
+    for host in &hosts {
+        fs::hard_link(&source, host.files.join("big.bin")).expect("can link into files");
+    }
+
+    let ctl = fleet
+        .ctl("pull")
+        .args(&["-g", "all", "--json", "-d", "collected", "big.bin"])
+        .spawn();
+    let (out, ctl_peak_kib) = wait_sampling_rss(ctl, BIG_DEADLINE);
+    out.assert_code(0);
+    let agent_peaks: Vec<(&str, Option<u64>)> = hosts
+        .iter()
+        .map(|host| (host.name, peak_rss_kib(host.agent.pid())))
+        .collect();
+    eprintln!(
+        "peak RSS while pulling {} MiB from 3 hosts: ctl {ctl_peak_kib} KiB, agents {agent_peaks:?}",
+        BIG_SIZE / MIB
+    );
+    let results = json_sorted(&out);
+    assert_eq!(results.len(), 3, "stdout:\n{}", out.stdout());
+    for host in &hosts {
+        let result = json_of(&out, &results, host.name);
+        let local = fleet.path("collected").join(host.name).join("big.bin");
+        assert_eq!(result["status"], "ok", "{}: {result}", host.name);
+        assert_eq!(result["bytes"], BIG_SIZE, "{}: {result}", host.name);
+        assert_eq!(result["sha256"], sha.as_str(), "{}: {result}", host.name);
+        assert_eq!(sha256_file(&local), sha, "{} pulled other bytes", host.name);
+        assert_eq!(mode_of(&local), 0o640, "{}: the mode is kept", host.name);
+        let folder = fleet.path("collected").join(host.name);
+        assert_eq!(temps_in(&folder), Vec::<PathBuf>::new(), "{}", host.name);
+    }
+    assert!(
+        ctl_peak_kib > 0 && ctl_peak_kib < RSS_BOUND_KIB,
+        "ctl peaked at {ctl_peak_kib} KiB pulling, expected below {RSS_BOUND_KIB} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees, the scp rule, --mode, missing parents
+
+/// A tree with nested folders, an executable of mode 0750, a private folder and file, a
+/// link to a sibling and a dangling absolute link.
+fn make_site(root: &Path) {
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("data/deep/nested")).unwrap();
+    fs::create_dir_all(root.join("private")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("index.html"), "<h1>hello</h1>\n").unwrap();
+    fs::write(root.join("bin/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    let blob: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(root.join("data/deep/nested/blob.bin"), blob).unwrap();
+    fs::write(root.join("private/secret"), "s3cret\n").unwrap();
+    std::os::unix::fs::symlink("index.html", root.join("current")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/muster-target", root.join("dangling")).unwrap();
+    for (rel, mode) in [
+        ("", 0o755),
+        ("bin", 0o755),
+        ("data", 0o755),
+        ("data/deep", 0o755),
+        ("data/deep/nested", 0o755),
+        ("empty", 0o755),
+        ("private", 0o700),
+        ("index.html", 0o644),
+        ("bin/run.sh", 0o750),
+        ("data/deep/nested/blob.bin", 0o644),
+        ("private/secret", 0o600),
+    ] {
+        set_mode(&root.join(rel), mode);
+    }
+}
+
+#[test]
+fn a_tree_pushed_with_r_into_an_existing_folder_and_pulled_back_keeps_modes_and_links() {
+    // Tried: push -r of a tree (subfolders, a 0750 script, a 0700 folder, a relative and a
+    // dangling absolute link) with --dest naming an existing folder on two hosts, so it
+    // lands in www/site (scp's rule); then pull -r of www/site from both.
+    let (fleet, hosts) = fleet_of(&["web1", "web2"]);
+    let site = fleet.path("site");
+    make_site(&site);
+    let expected = snapshot(&site);
+    assert!(matches!(expected.get("current"), Some(Node::Link { .. })));
+    for host in &hosts {
+        fs::create_dir(host.files.join("www")).unwrap();
+    }
+
+    let out = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", "-r", "-d", "www", text(&site)])
+        .output();
+    out.assert_code(0);
+    let results = json_sorted(&out);
+    for host in &hosts {
+        let result = json_of(&out, &results, host.name);
+        let landed = host.files.join("www").join("site");
+        assert_eq!(result["status"], "ok", "{}: {result}", host.name);
+        assert_eq!(result["path"], landed.to_str().unwrap(), "{}", host.name);
+        assert_eq!(
+            snapshot(&landed),
+            expected,
+            "{}: the pushed tree",
+            host.name
+        );
+        assert_eq!(
+            temps_in(&host.files),
+            Vec::<PathBuf>::new(),
+            "{}",
+            host.name
+        );
+    }
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-g", "all", "--json", "-r", "-d", "collected", "www/site"])
+        .output();
+    out.assert_code(0);
+    let results = json_sorted(&out);
+    for host in &hosts {
+        let result = json_of(&out, &results, host.name);
+        assert_eq!(result["status"], "ok", "{}: {result}", host.name);
+        let local = fleet.path("collected").join(host.name).join("site");
+        assert_eq!(snapshot(&local), expected, "{}: the pulled tree", host.name);
+    }
+
+    // The same tree again: no file data is sent.
+    let out = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", "-r", "-d", "www", text(&site)])
+        .output();
+    out.assert_code(0);
+    let results = json_sorted(&out);
+    for host in &hosts {
+        let result = json_of(&out, &results, host.name);
+        assert_eq!(
+            result["bytes"], 0,
+            "{}: nothing is sent: {result}",
+            host.name
+        );
+        // An identical tree is `unchanged`, as an identical file is: folders and links
+        // that were there already count as no change.
+        assert_eq!(result["status"], "unchanged", "{}: {result}", host.name);
+    }
+}
+
+#[test]
+fn a_file_pushed_to_an_existing_folder_lands_inside_it_and_mode_overrides_apply() {
+    // Tried: push notes.txt (mode 0644) with --dest naming an existing folder and --mode
+    // 0600, then with --dest naming a new file name in the files folder.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = &hosts[0].files;
+    fs::create_dir(files.join("etc")).unwrap();
+    let source = fleet.path("notes.txt");
+    fs::write(&source, "remember the milk\n").unwrap();
+    set_mode(&source, 0o644);
+
+    let out = fleet
+        .ctl("push")
+        .args(&[
+            "-H",
+            "web1",
+            "--json",
+            "-d",
+            "etc",
+            "--mode",
+            "0600",
+            text(&source),
+        ])
+        .output();
+    out.assert_code(0);
+    let inside = files.join("etc").join("notes.txt");
+    assert_eq!(fs::read_to_string(&inside).unwrap(), "remember the milk\n");
+    assert_eq!(mode_of(&inside), 0o600);
+    assert_eq!(json_sorted(&out)["web1"]["path"], inside.to_str().unwrap());
+
+    let out = fleet
+        .ctl("push")
+        .args(&["-H", "web1", "--json", "-d", "renamed.txt", text(&source)])
+        .output();
+    out.assert_code(0);
+    let renamed = files.join("renamed.txt");
+    assert_eq!(fs::read_to_string(&renamed).unwrap(), "remember the milk\n");
+    assert_eq!(
+        mode_of(&renamed),
+        0o644,
+        "the file's own mode without --mode"
+    );
+}
+
+#[test]
+fn a_missing_parent_fails_naming_the_folder_and_mkdir_creates_it() {
+    // Tried: push to missing/sub/notes.txt without --mkdir, then with it.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = &hosts[0].files;
+    let source = fleet.path("notes.txt");
+    fs::write(&source, "hello\n").unwrap();
+
+    let out = fleet
+        .ctl("push")
+        .args(&[
+            "-H",
+            "web1",
+            "--json",
+            "-d",
+            "missing/sub/notes.txt",
+            text(&source),
+        ])
+        .output();
+    out.assert_code(1);
+    let result = &json_sorted(&out)["web1"];
+    assert_eq!(result["status"], "failed", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    let folder = files.join("missing").join("sub");
+    assert!(
+        error.contains(folder.to_str().unwrap()) && error.contains("--mkdir"),
+        "expected the folder {} and --mkdir in the error, got {error:?}",
+        folder.display()
+    );
+    assert!(!files.join("missing").exists(), "nothing may be created");
+
+    let out = fleet
+        .ctl("push")
+        .args(&[
+            "-H",
+            "web1",
+            "--json",
+            "--mkdir",
+            "-d",
+            "missing/sub/notes.txt",
+            text(&source),
+        ])
+        .output();
+    out.assert_code(0);
+    assert_eq!(json_sorted(&out)["web1"]["status"], "ok");
+    assert_eq!(
+        fs::read_to_string(folder.join("notes.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_before_anyone_is_contacted_or_logged() {
+    // Tried: push a directory without -r, push a missing source, push with a mode that is
+    // not octal.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    fs::create_dir(fleet.path("folder")).unwrap();
+    for (args, needle) in [
+        (vec!["folder"], "-r"),
+        (vec!["no-such-file"], "no-such-file"),
+        (vec!["--mode", "999", "folder"], "octal"),
+    ] {
+        let mut all = vec!["-H", "web1"];
+        all.extend(args);
+        let out = fleet.ctl("push").args(&all).output();
+        out.assert_code(2).assert_stderr_has(needle);
+    }
+    assert!(!fleet.audit_path().exists(), "nothing may be logged");
+    assert_eq!(files_below(&hosts[0].files), Vec::<PathBuf>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interrupted pushes
+
+/// A source for the interrupted pushes: 2 GiB of zeros in a sparse file, instant to make
+/// and to read, and long enough to send that the push is surely still running when killed.
+fn sparse_source(fleet: &Fleet) -> PathBuf {
+    let source = fleet.path("huge.bin");
+    let file = fs::File::create(&source).unwrap();
+    file.set_len(2048 * MIB).unwrap();
+    source
+}
+
+/// Waits until the agent has started writing the temporary file of `dest_dir`.
+fn wait_for_temp(dest_dir: &Path, ctl: &mut RunningCtl) -> PathBuf {
+    let mut temps = Vec::new();
+    wait_until(
+        "the agent writes a temporary file",
+        Duration::from_secs(120),
+        || {
+            temps = temps_in(dest_dir);
+            !temps.is_empty() || !ctl.is_running()
+        },
+    );
+    assert!(ctl.is_running(), "ctl ended before any data was written");
+    assert_eq!(temps.len(), 1, "temps: {temps:?}");
+    temps.remove(0)
+}
+
+#[test]
+fn killing_ctl_mid_push_leaves_the_old_destination_and_no_temporary() {
+    // Tried: push a 2 GiB file over an existing huge.bin; SIGKILL ctl once the agent's
+    // temporary file appears.
+    let (fleet, mut hosts) = fleet_of(&["web1"]);
+    let files = hosts[0].files.clone();
+    let dest = files.join("huge.bin");
+    fs::write(&dest, "old content\n").unwrap();
+    let source = sparse_source(&fleet);
+
+    let mut ctl = fleet
+        .ctl("push")
+        .args(&["-H", "web1", text(&source)])
+        .spawn();
+    let temp = wait_for_temp(&files, &mut ctl);
+    kill(ctl.pid(), Signal::SIGKILL).expect("can kill ctl");
+    let out = ctl.wait(Duration::from_secs(20));
+    assert!(
+        out.status.code().is_none(),
+        "ctl was killed: {:?}",
+        out.status
+    );
+
+    wait_until(
+        "the agent removes the temporary file",
+        Duration::from_secs(20),
+        || temps_in(&files).is_empty(),
+    );
+    assert!(!temp.exists());
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "old content\n");
+    hosts[0].agent.assert_running();
+}
+
+#[test]
+fn killing_the_agent_mid_push_leaves_the_old_destination_and_a_restart_removes_the_temporary() {
+    // Tried: push a 2 GiB file over an existing huge.bin; SIGKILL the agent once its
+    // temporary file appears; then start a new agent on the same files folder.
+    let (fleet, mut hosts) = fleet_of(&["web1"]);
+    let host = hosts.remove(0);
+    let files = host.files.clone();
+    let dest = files.join("huge.bin");
+    fs::write(&dest, "old content\n").unwrap();
+    let source = sparse_source(&fleet);
+
+    let mut ctl = fleet
+        .ctl("push")
+        .args(&["-H", "web1", "--json", text(&source)])
+        .spawn();
+    let temp = wait_for_temp(&files, &mut ctl);
+    drop(host.agent); // SIGKILL, then reaped: its pid is gone.
+    let out = ctl.wait(Duration::from_secs(60));
+    out.assert_code(1);
+    let result = &json_sorted(&out)["web1"];
+    assert_eq!(result["status"], "error", "{result}");
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "old content\n");
+    assert!(temp.exists(), "a killed agent cannot clean up after itself");
+
+    let mut restarted = agent_on(&fleet, &files);
+    wait_until(
+        "the restarted agent removes the stale temporary file",
+        Duration::from_secs(20),
+        || !temp.exists(),
+    );
+    assert_eq!(temps_in(&files), Vec::<PathBuf>::new());
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "old content\n");
+    restarted.assert_running();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull failures and hostile agents
+
+#[test]
+fn a_pull_where_one_host_lacks_the_file_fails_that_host_only() {
+    // Tried: pull app.log from three hosts, one of which has no such file.
+    let (fleet, hosts) = fleet_of(&["web1", "web2", "db1"]);
+    for host in &hosts[..2] {
+        fs::write(
+            host.files.join("app.log"),
+            format!("log of {}\n", host.name),
+        )
+        .unwrap();
+    }
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-g", "all", "--json", "-d", "collected", "app.log"])
+        .output();
+    out.assert_code(1);
+    let results = json_sorted(&out);
+    for host in &hosts[..2] {
+        let result = json_of(&out, &results, host.name);
+        assert_eq!(result["status"], "ok", "{}: {result}", host.name);
+        let local = fleet.path("collected").join(host.name).join("app.log");
+        assert_eq!(
+            fs::read_to_string(local).unwrap(),
+            format!("log of {}\n", host.name)
+        );
+    }
+    let missing = json_of(&out, &results, "db1");
+    assert_eq!(missing["status"], "failed", "{missing}");
+    let error = missing["error"].as_str().unwrap_or_default();
+    let remote = hosts[2].files.join("app.log");
+    assert!(
+        error.contains(remote.to_str().unwrap()) && error.contains("No such file"),
+        "expected the remote path and 'No such file' in the error, got {error:?}"
+    );
+    assert_eq!(
+        files_below(&fleet.path("collected/db1")),
+        Vec::<PathBuf>::new()
+    );
+}
+
+/// A fake agent holding the fleet key: it serves one connection, answering the first `Get`
+/// with `replies`, whatever they say.
+fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr {
+    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
+    listener.set_nonblocking(true).expect("can make it async");
+    let addr = listener.local_addr().expect("bound");
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let framed = common::frame::framed(stream);
+            let Ok(mut channel) = common::auth::server_handshake(framed, &key).await else {
+                return;
+            };
+            let Ok(Some(Packet::Control(Request::Get { .. }))) = channel.recv::<Request>().await
+            else {
+                return;
+            };
+            for reply in &replies {
+                if channel.send(reply).await.is_err() {
+                    return;
+                }
+            }
+            // Let ctl read everything before the connection closes.
+            let _ = channel.recv::<Request>().await;
+        });
+    });
+    addr
+}
+
+/// A fake agent answering a pull with one file entry named `entry_path`.
+fn fake_agent_sending(fleet: &Fleet, entry_path: String) -> SocketAddr {
+    let data = b"written where it must not be\n";
+    let replies = vec![
+        Packet::Control(Reply::Entry {
+            path: entry_path,
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: data.len() as u64,
+            target: None,
+        }),
+        Packet::FileData(Bytes::from_static(data)),
+        Packet::Control(Reply::EntryEnd {
+            sha256: sha256_hex(data),
+        }),
+        Packet::Control(Reply::GetDone {
+            entries: 1,
+            bytes: data.len() as u64,
+        }),
+    ];
+    fake_agent_replying(fleet, replies)
+}
+
+#[test]
+fn a_pull_refuses_entry_paths_that_leave_the_host_folder() {
+    // Tried: two fake agents answer a pull with an entry named `../escape` and one named
+    // by an absolute path in the test's folder.
+    let fleet = Fleet::new();
+    let absolute = fleet.path("absolute-escape");
+    let dotdot = fake_agent_sending(&fleet, "../escape".to_owned());
+    let rooted = fake_agent_sending(&fleet, absolute.to_str().unwrap().to_owned());
+    fleet.write_inventory(&[("dotdot", dotdot), ("rooted", rooted)], &[]);
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-g", "all", "--json", "-d", "collected", "app.log"])
+        .output();
+    out.assert_code(1);
+    let results = json_sorted(&out);
+    for host in ["dotdot", "rooted"] {
+        let result = json_of(&out, &results, host);
+        assert_eq!(result["status"], "error", "{host}: {result}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.contains("unsafe path"), "{host}: {error:?}");
+    }
+    assert!(!fleet.path("collected/escape").exists());
+    assert!(!fleet.path("escape").exists());
+    assert!(!absolute.exists());
+    assert_eq!(files_below(&fleet.path("collected")), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_changes() {
+    // Tried: a fake agent answers a pull -r with a link `site` pointing to a folder outside
+    // DEST (mode 0700), then a folder entry `site` of mode 0777.
+    let fleet = Fleet::new();
+    let victim = fleet.path("victim");
+    fs::create_dir(&victim).unwrap();
+    set_mode(&victim, 0o700);
+    let replies = vec![
+        Packet::Control(Reply::Entry {
+            path: "site".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: 0,
+            target: Some(text(&victim).to_owned()),
+        }),
+        Packet::Control(Reply::Entry {
+            path: "site".into(),
+            kind: EntryKind::Dir,
+            mode: 0o777,
+            size: 0,
+            target: None,
+        }),
+        Packet::Control(Reply::GetDone {
+            entries: 2,
+            bytes: 0,
+        }),
+    ];
+    let evil = fake_agent_replying(&fleet, replies);
+    fleet.write_inventory(&[("evil", evil)], &[]);
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-H", "evil", "--json", "-r", "-d", "collected", "site"])
+        .output();
+    out.assert_code(1);
+    let evil = &json_sorted(&out)["evil"];
+    assert_eq!(evil["status"], "error", "{evil}");
+    assert!(
+        evil["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{evil}"
+    );
+    assert_eq!(
+        mode_of(&victim),
+        0o700,
+        "the folder outside DEST was not touched"
+    );
+}
+
+/// Runs `work` against a fresh authenticated connection to `addr`, as a controller would.
+fn as_controller<T>(
+    fleet: &Fleet,
+    addr: SocketAddr,
+    work: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) -> T,
+) -> T {
+    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
+            common::auth::client_handshake(common::frame::framed(stream), &key)
+                .await
+                .expect("the agent accepts the fleet key")
+        };
+        let mut channel = tokio::time::timeout(Duration::from_secs(20), connect)
+            .await
+            .expect("connected within 20 s");
+        tokio::time::timeout(Duration::from_secs(60), work(&mut channel))
+            .await
+            .expect("the exchange ends within 60 s")
+    })
+}
+
+/// The agent's next reply other than a heartbeat.
+async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream>) -> Reply {
+    loop {
+        match channel.recv::<Reply>().await {
+            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
+            Ok(Some(Packet::Control(reply))) => return reply,
+            other => panic!("expected a reply from the agent, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn data_that_does_not_match_the_announced_checksum_is_refused_and_discarded() {
+    // Tried: as a controller, PutFile target.txt announcing the SHA-256 of other bytes,
+    // then send the data; then a correct PutFile on the same connection.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = hosts[0].files.clone();
+    let dest = files.join("target.txt");
+    fs::write(&dest, "old\n").unwrap();
+    let data = b"new content\n";
+    let put = |sha256: String| {
+        Packet::Control(Request::PutFile {
+            path: "target.txt".into(),
+            name: String::new(),
+            size: data.len() as u64,
+            mode: 0o644,
+            sha256,
+            mkdir: false,
+        })
+    };
+
+    let (refused, accepted) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel
+            .send(&put(sha256_hex(b"other bytes")))
+            .await
+            .unwrap();
+        let ready = next_reply(channel).await;
+        assert!(
+            matches!(
+                ready,
+                Reply::PutReady {
+                    unchanged: false,
+                    ..
+                }
+            ),
+            "{ready:?}"
+        );
+        let chunk = Packet::<Request>::FileData(Bytes::from_static(data));
+        channel.send(&chunk).await.unwrap();
+        let refused = next_reply(channel).await;
+
+        channel.send(&put(sha256_hex(data))).await.unwrap();
+        let ready = next_reply(channel).await;
+        assert!(matches!(ready, Reply::PutReady { .. }), "{ready:?}");
+        channel.send(&chunk).await.unwrap();
+        (refused, next_reply(channel).await)
+    });
+
+    let Reply::Error { message } = refused else {
+        panic!("expected an error for the wrong checksum, got {refused:?}");
+    };
+    assert!(message.contains("checksum mismatch"), "{message:?}");
+    assert!(
+        matches!(accepted, Reply::PutDone { ref sha256, .. } if *sha256 == sha256_hex(data)),
+        "the connection stays usable: {accepted:?}"
+    );
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "new content\n");
+    assert_eq!(temps_in(&files), Vec::<PathBuf>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operation log
+
+#[test]
+fn a_push_and_a_pull_are_logged_with_their_transfer_and_per_host_results() {
+    // Tried: push notes.txt to two hosts as etc-notes, then pull it back; read the log.
+    let (fleet, hosts) = fleet_of(&["web1", "web2"]);
+    let source = fleet.path("notes.txt");
+    fs::write(&source, "logged\n").unwrap();
+    let sha = sha256_hex(b"logged\n");
+
+    fleet
+        .ctl("push")
+        .args(&["-g", "all", "-d", "etc-notes", text(&source)])
+        .output()
+        .assert_code(0);
+    fleet
+        .ctl("pull")
+        .args(&["-g", "all", "-d", "collected", "etc-notes"])
+        .output()
+        .assert_code(0);
+
+    let records = fleet.audit_records();
+    assert_eq!(records.len(), 4, "records: {records:#?}");
+    let expected = [
+        ("push", text(&source), "etc-notes"),
+        ("pull", "etc-notes", "collected"),
+    ];
+    for (pair, (kind, from, to)) in records.chunks(2).zip(expected) {
+        let (start, end) = (&pair[0], &pair[1]);
+        assert_eq!(start["event"], "start", "{start}");
+        assert_eq!(end["event"], "end", "{end}");
+        assert_eq!(start["op_id"], end["op_id"]);
+        for record in [start, end] {
+            assert_eq!(record["kind"], kind, "{record}");
+            assert_eq!(record["transfer"]["source"], from, "{record}");
+            assert_eq!(record["transfer"]["destination"], to, "{record}");
+        }
+        let results = end["results"].as_array().expect("results is a list");
+        assert_eq!(results.len(), hosts.len(), "{end}");
+        for (result, host) in results.iter().zip(&hosts) {
+            assert_eq!(result["host"], host.name, "{end}");
+            assert_eq!(result["status"], "ok", "{end}");
+            assert_eq!(result["bytes"], 7, "{kind}: {result}");
+            assert_eq!(result["sha256"], sha.as_str(), "{kind}: {result}");
+        }
+    }
+    assert_eq!(records[0]["transfer"]["bytes"], 7);
+    assert_eq!(records[0]["transfer"]["sha256"], sha.as_str());
+}
