@@ -7,19 +7,23 @@
 //! renamed over the destination. Any failure before that leaves the old destination as it
 //! was and removes the temporary file (see [`super::TempFile`]).
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::channel::Channel;
 use common::message::{Packet, Reply, Request};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{remove_stale_temps, resolve, with_heartbeats, TempFile};
 use crate::server::Config;
 use crate::session::send_within;
+
+/// Chunks (of up to 256 KiB) queued between receiving and writing: enough to keep both
+/// sides busy, little enough to stay a few MiB per push.
+const WRITE_QUEUE_CHUNKS: usize = 8;
 
 /// What [`put_file`] was asked to write.
 pub struct PutRequest {
@@ -223,6 +227,11 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 
 /// Receives exactly `size` bytes of file data into `temp`, hashing them.
 ///
+/// Hashing and writing run on a blocking thread of their own, fed through a short bounded
+/// queue, while this task receives and authenticates the next frames: the two SHA-256
+/// passes every byte needs (the channel's tag, the file's hash) then use two cores, and a
+/// slow disk still slows the controller down (the queue fills, we stop reading).
+///
 /// The outer `Result` is the connection's (the controller broke off); the inner one is the
 /// file's. After a write error (a full disk, say) the rest of the data is still read and
 /// dropped, so the controller gets a clear error instead of a reset connection.
@@ -231,24 +240,26 @@ async fn receive_into(
     temp: &Path,
     size: u64,
     config: &Config,
-) -> Result<Result<(String, tokio::fs::File), String>, String> {
-    let mut file = match tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .await
-    {
-        Ok(file) => Some(file),
-        Err(err) => {
-            return drain(channel, size, config)
-                .await
-                .map(|()| Err(format!("cannot create {}: {err}", temp.display())))
+) -> Result<Result<(String, std::fs::File), String>, String> {
+    let (chunks, mut queue) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE_CHUNKS);
+    let path = temp.to_owned();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = queue.blocking_recv() {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         }
-    };
-    let mut hasher = Sha256::new();
+        Ok((hex::encode(hasher.finalize()), file))
+    });
     let mut received = 0u64;
-    let mut failure: Option<String> = None;
+    let mut writing = true;
     while received < size {
         let chunk = recv_data(channel, config).await?;
         received += chunk.len() as u64;
@@ -257,28 +268,15 @@ async fn receive_into(
                 "the controller sent more than the {size} bytes it announced"
             ));
         }
-        hasher.update(&chunk);
-        if let Some(open) = file.as_mut() {
-            if let Err(err) = open.write_all(&chunk).await {
-                failure = Some(format!("cannot write {}: {err}", temp.display()));
-                file = None;
-            }
+        // A closed queue means the writer failed; keep reading to the end regardless.
+        if writing && chunks.send(chunk).await.is_err() {
+            writing = false;
         }
     }
-    Ok(match (failure, file) {
-        (None, Some(open)) => Ok((hex::encode(hasher.finalize()), open)),
-        (Some(message), _) => Err(message),
-        (None, None) => Err(format!("cannot write {}", temp.display())),
-    })
-}
-
-/// Reads and drops `size` bytes of file data.
-async fn drain(channel: &mut Channel<TcpStream>, size: u64, config: &Config) -> Result<(), String> {
-    let mut received = 0u64;
-    while received < size {
-        received += recv_data(channel, config).await?.len() as u64;
-    }
-    Ok(())
+    drop(chunks);
+    writer
+        .await
+        .map_err(|err| format!("the writer task failed: {err}"))
 }
 
 async fn recv_data(
@@ -299,16 +297,20 @@ async fn recv_data(
 
 /// Syncs the written data, sets the mode and renames the file into place.
 async fn finish(
-    mut file: tokio::fs::File,
+    file: std::fs::File,
     temp: TempFile,
     dest: &Path,
     mode: u32,
 ) -> std::io::Result<()> {
-    file.flush().await?;
-    file.sync_all().await?;
-    drop(file);
-    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))?;
-    temp.persist(dest)
+    let dest = dest.to_owned();
+    tokio::task::spawn_blocking(move || {
+        file.sync_all()?;
+        drop(file);
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))?;
+        temp.persist(&dest)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn display(path: &Path) -> String {

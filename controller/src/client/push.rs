@@ -6,6 +6,8 @@
 //! host slows only its own reads, and no chunk is buffered for a host that is behind. The
 //! files were hashed just before (see `local_tree`), so these reads come from the page cache.
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,13 +16,15 @@ use common::channel::Channel;
 use common::frame::MAX_DATA_CHUNK;
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::{Connector, Stop};
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
+
+/// Chunks (of up to 256 KiB) a host's reader may be ahead of its sender.
+const READ_AHEAD_CHUNKS: usize = 4;
 
 /// What every host receives.
 pub struct PushJob {
@@ -223,33 +227,56 @@ async fn restore_dir_modes(
 
 /// Streams exactly `entry.size` bytes of the file. If the file changed size since it was
 /// hashed, the push of this host is abandoned (the agent discards what it got).
+///
+/// A blocking thread reads ahead a few chunks while this task tags and sends the previous
+/// ones, so disk (or page cache) reads and the channel's HMAC overlap.
 async fn send_file(
     channel: &mut Channel<TcpStream>,
     entry: &LocalEntry,
     progress: &Progress,
     silence: Duration,
 ) -> Result<(), EntryFailure> {
-    let mut file = tokio::fs::File::open(&entry.path)
-        .await
-        .map_err(|err| broken(format!("cannot read {}: {err}", entry.path.display())))?;
-    let mut left = entry.size;
+    let (chunks, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+    let (path, size) = (entry.path.clone(), entry.size);
+    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, size, &chunks));
+    while let Some(chunk) = queue.recv().await {
+        let n = chunk.len() as u64;
+        send_within(channel, &Packet::FileData(chunk), silence).await?;
+        progress.advance(n);
+    }
+    match reader.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(broken(why)),
+        Err(err) => Err(broken(format!("the reader task failed: {err}"))),
+    }
+}
+
+/// Reads `size` bytes of `path` in chunks into `chunks`; stops early, with the reason, if
+/// the file cannot be read or is shorter than it was.
+fn read_chunks(
+    path: &Path,
+    size: u64,
+    chunks: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+) -> Result<(), String> {
+    let cannot_read = |err: std::io::Error| format!("cannot read {}: {err}", path.display());
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut left = size;
     while left > 0 {
         let want = left.min(MAX_DATA_CHUNK as u64) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        let n = (&mut file)
-            .take(want as u64)
-            .read_buf(&mut buf)
-            .await
-            .map_err(|err| broken(format!("cannot read {}: {err}", entry.path.display())))?;
+        let mut buf = BytesMut::zeroed(want);
+        let n = file.read(&mut buf).map_err(cannot_read)?;
         if n == 0 {
-            return Err(broken(format!(
+            return Err(format!(
                 "{} shrank while it was being pushed",
-                entry.path.display()
-            )));
+                path.display()
+            ));
         }
+        buf.truncate(n);
         left -= n as u64;
-        send_within(channel, &Packet::FileData(buf.freeze()), silence).await?;
-        progress.advance(n as u64);
+        if chunks.blocking_send(buf.freeze()).is_err() {
+            // The sender gave up (the connection failed); it reports why.
+            return Ok(());
+        }
     }
     Ok(())
 }
