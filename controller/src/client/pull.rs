@@ -119,6 +119,16 @@ async fn receive_all(
             }
             other => return Err(broken(format!("unexpected reply {other:?}"))),
         };
+        if received.root.is_none() {
+            // Made only once there is something to put in it: a host that fails leaves no
+            // empty folder behind.
+            std::fs::create_dir_all(local_base).map_err(|err| {
+                Failure::new(
+                    Status::Failed,
+                    format!("cannot create {}: {err}", local_base.display()),
+                )
+            })?;
+        }
         let local = safe_local_path(local_base, &path)
             .ok_or_else(|| broken(format!("the agent sent the unsafe path {path:?}; refused")))?;
         received.root.get_or_insert_with(|| local.clone());

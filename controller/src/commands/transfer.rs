@@ -83,14 +83,6 @@ pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
         move |connector, host, progress, stop| {
             let (remote, local_base) = (remote.clone(), dest.join(&host.name));
             async move {
-                if let Err(err) = std::fs::create_dir_all(&local_base) {
-                    let why = format!("cannot create {}: {err}", local_base.display());
-                    return HostOutcome::failure(
-                        crate::outcome::Status::Failed,
-                        why,
-                        Default::default(),
-                    );
-                }
                 client::pull::pull(
                     &connector, &host, &remote, recursive, local_base, progress, &stop,
                 )
