@@ -438,6 +438,15 @@ pub fn transfer_line(host: &str, outcome: &HostOutcome, json: bool) -> (String, 
     (line, true)
 }
 
+/// Writes results to stdout. A reader that went away (`ctl log | head`) is not an error
+/// worth a panic, which is what `print!` would do: the rest is dropped quietly.
+pub fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -67,7 +67,7 @@ impl Progress {
         }
         let print = || {
             if to_stdout {
-                println!("{line}");
+                crate::output::print_stdout(&format!("{line}\n"));
             } else {
                 eprintln!("{line}");
             }

@@ -5,6 +5,7 @@ use common::key::Key;
 
 use super::Exit;
 use crate::cli::{HostsArgs, KeygenArgs};
+use crate::output;
 use crate::plan;
 
 /// `ctl hosts`: the resolved targets, without contacting them.
@@ -19,7 +20,7 @@ pub fn hosts(args: HostsArgs) -> Result<Exit> {
     for host in &targets {
         text.push_str(&format!("{:width$}  {}\n", host.name, host.endpoint()));
     }
-    print!("{text}");
+    output::print_stdout(&text);
     Ok(Exit::Success)
 }
 

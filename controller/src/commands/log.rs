@@ -12,6 +12,7 @@ use crate::audit::kept::{kept_path, sha256_hex};
 use crate::audit::seal::{self, Location};
 use crate::audit::{AuditLog, Record};
 use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
+use crate::output::print_stdout;
 use crate::plan;
 use crate::review::{self, Filter};
 
@@ -47,15 +48,16 @@ fn list(log: &AuditLog, args: LogListArgs) -> Result<Exit> {
         .take(args.limit)
         .collect();
     if args.json {
-        for op in &shown {
-            for line in op.raw_lines() {
-                println!("{line}");
-            }
-        }
+        let lines: String = shown
+            .iter()
+            .flat_map(|op| op.raw_lines())
+            .map(|line| format!("{line}\n"))
+            .collect();
+        print_stdout(&lines);
     } else if shown.is_empty() {
         eprintln!("ctl: no operations match");
     } else {
-        print!("{}", review::render_list(&shown, review::use_colour()));
+        print_stdout(&review::render_list(&shown, review::use_colour()));
     }
     Ok(Exit::Success)
 }
@@ -64,14 +66,10 @@ fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
     let ops = review::collect_ops(&log.read_lines()?);
     let op = review::find_op(&ops, &args.id)?;
     if args.json {
-        for line in op.raw_lines() {
-            println!("{line}");
-        }
+        let lines: String = op.raw_lines().map(|line| format!("{line}\n")).collect();
+        print_stdout(&lines);
     } else {
-        print!(
-            "{}",
-            review::render_show(op, log.dir(), review::use_colour())
-        );
+        print_stdout(&review::render_show(op, log.dir(), review::use_colour()));
     }
     Ok(Exit::Success)
 }
@@ -88,28 +86,28 @@ fn verify(log: &AuditLog, args: LogVerifyArgs, options: &LogOptions) -> Result<E
     let intact = match seal::verify(&key, &lines) {
         Ok(intact) => intact,
         Err(broken) => {
-            println!(
-                "broken: {} line {}: {}",
+            print_stdout(&format!(
+                "broken: {} line {}: {}\n",
                 broken.at.file.display(),
                 broken.at.line,
                 broken.problem
-            );
+            ));
             return Ok(Exit::SomeHostsFailed);
         }
     };
     if let Some(problem) = first_altered_output(log, &lines) {
-        println!("broken: {problem}");
+        print_stdout(&format!("broken: {problem}\n"));
         return Ok(Exit::SomeHostsFailed);
     }
     let files: HashSet<_> = lines.iter().map(|(at, _)| &at.file).collect();
-    println!(
-        "intact: {} records in {} file{}; head seq {} mac {}",
+    print_stdout(&format!(
+        "intact: {} records in {} file{}; head seq {} mac {}\n",
         intact.records,
         files.len(),
         if files.len() == 1 { "" } else { "s" },
         intact.head_seq,
         intact.head_mac
-    );
+    ));
     Ok(Exit::Success)
 }
 
