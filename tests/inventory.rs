@@ -94,3 +94,24 @@ fn hosts_lists_the_selection_without_contacting_it() {
     out.assert_code(0);
     assert_eq!(out.stdout(), format!("web1  {gone1}\ndb1   {gone1}\n"));
 }
+
+#[test]
+fn hosts_into_a_pipe_nobody_reads_ends_quietly() {
+    // Tried: `ctl hosts -g all | head -1` on a large inventory, taken to the extreme: the
+    // reading end of stdout is closed before ctl writes anything.
+    let fleet = Fleet::new();
+    fleet.write_inventory_text(
+        "defaults:\n  key_file: fleet.key\nhosts:\n  n[1:20000]: 127.0.0.1\n",
+    );
+    let (reader, writer) = std::io::pipe().expect("can make a pipe");
+    drop(reader);
+
+    let out = fleet
+        .ctl("hosts")
+        .args(&["-g", "all"])
+        .with_stdout(writer)
+        .output();
+
+    out.assert_code(0);
+    assert!(!out.stderr.contains("panicked"), "stderr:\n{}", out.stderr);
+}
