@@ -158,7 +158,9 @@ async fn stream_until_exit(
                 let linger = progress.kill_at.map_or(LINGER_AFTER_EXIT, |_| limits.kill_grace);
                 progress.stop_reading_at = Some(Instant::now() + linger);
             }
-            _ = sleep_until(timeout_at), if progress.kill_at.is_none() && progress.status.is_none() => {
+            // Only while nothing has stopped the command yet: once it is being stopped, an
+            // expired deadline must not fire again on every turn of the loop.
+            _ = sleep_until(timeout_at), if progress.reason == EndReason::Exited && progress.status.is_none() => {
                 tracing::info!("timeout expired, stopping the command");
                 stop(group, &mut progress, EndReason::Timeout, limits);
             }
@@ -179,7 +181,7 @@ async fn stream_until_exit(
                 // Whatever else arrives, the controller is gone or broken: the connection
                 // ends here, and dropping the group's guard stops the command.
                 Ok(Some(other)) => {
-                    return Err(format!("unexpected message while a command runs: {other:?}"));
+                    return Err(format!("unexpected message while a command runs: {}", other.summary()));
                 }
                 Ok(None) => return Err("the controller closed the connection mid-command".into()),
                 Err(err) => return Err(err.to_string()),

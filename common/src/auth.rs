@@ -101,6 +101,7 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     mut framed: FramedStream<T>,
     key: &Key,
 ) -> Result<Channel<T>, AuthError> {
+    framed.codec_mut().set_max_frame_length(MAX_HANDSHAKE_FRAME);
     let client_nonce = fresh_nonce();
     send(&mut framed, hello(&client_nonce, &[])).await?;
 
@@ -119,7 +120,7 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
 
     match recv(&mut framed).await?.as_ref() {
         [ACCEPTED] => Ok(Channel::new(
-            framed,
+            with_full_frames(framed),
             &proof(key, C2S_KEY, &nonces),
             &proof(key, S2C_KEY, &nonces),
         )),
@@ -137,6 +138,9 @@ pub async fn server_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     mut framed: FramedStream<T>,
     key: &Key,
 ) -> Result<Channel<T>, AuthError> {
+    // Until the peer has proved the key, it may not make us reserve more than a handshake
+    // frame needs (the codec reserves the announced length as soon as it reads it).
+    framed.codec_mut().set_max_frame_length(MAX_HANDSHAKE_FRAME);
     let client_hello = recv(&mut framed).await?;
     let client_nonce = match parse_client_hello(&client_hello) {
         Ok(nonce) => nonce,
@@ -163,10 +167,21 @@ pub async fn server_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     }
     send(&mut framed, Bytes::from_static(&[ACCEPTED])).await?;
     Ok(Channel::new(
-        framed,
+        with_full_frames(framed),
         &proof(key, S2C_KEY, &nonces),
         &proof(key, C2S_KEY, &nonces),
     ))
+}
+
+/// The largest handshake frame (a ServerHello is 69 bytes), with room to spare.
+const MAX_HANDSHAKE_FRAME: usize = 128;
+
+/// Lifts the handshake's frame limit back to the channel's, once the peer is authenticated.
+fn with_full_frames<T>(mut framed: FramedStream<T>) -> FramedStream<T> {
+    framed
+        .codec_mut()
+        .set_max_frame_length(crate::frame::MAX_FRAME_LEN);
+    framed
 }
 
 fn proof(key: &Key, label: &[u8], nonces: &Nonces) -> [u8; PROOF_LEN] {
@@ -333,6 +348,21 @@ mod tests {
         let server_proof = proof(&k, SERVER_PROOF, &nonces);
         assert!(verify_proof(&k, CLIENT_PROOF, &nonces, &server_proof).is_err());
         assert!(verify_proof(&k, SERVER_PROOF, &nonces, &server_proof).is_ok());
+    }
+
+    #[tokio::test]
+    async fn before_authentication_a_large_frame_is_refused_from_its_header() {
+        use tokio::io::AsyncWriteExt;
+        // Tried: an unauthenticated peer announcing a 1 MiB frame, to make the agent
+        // reserve that much before anyone proved anything.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move { server_handshake(framed(a), &key(1)).await });
+        b.write_all(&(1024u32 * 1024).to_be_bytes()).await.unwrap();
+        let err = server.await.unwrap().err().unwrap();
+        assert!(
+            matches!(err, AuthError::Transport(ChannelError::Oversized)),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -244,6 +244,24 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
 }
 
+impl<C: std::fmt::Debug> Packet<C> {
+    /// A short description for error messages and logs: the control message (cut at 200
+    /// characters), or the size of the data, never the data itself.
+    pub fn summary(&self) -> String {
+        match self {
+            Packet::Control(msg) => {
+                let text = format!("{msg:?}");
+                match text.char_indices().nth(200) {
+                    Some((cut, _)) => format!("{}…", &text[..cut]),
+                    None => text,
+                }
+            }
+            Packet::Output(stream, bytes) => format!("{} bytes of {stream:?}", bytes.len()),
+            Packet::FileData(bytes) => format!("{} bytes of file data", bytes.len()),
+        }
+    }
+}
+
 impl<C: Serialize> Packet<C> {
     /// Encodes the packet into a payload, leaving `spare` bytes of capacity at its end (the
     /// channel appends its tag there without reallocating).

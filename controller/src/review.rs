@@ -185,7 +185,10 @@ pub fn parse_when(text: &str) -> Result<OffsetDateTime, String> {
     };
     match number.parse::<i64>() {
         Ok(n) if seconds > 0 => {
-            Ok(OffsetDateTime::now_utc() - time::Duration::seconds(n.saturating_mul(seconds)))
+            let age = time::Duration::seconds(n.saturating_mul(seconds));
+            OffsetDateTime::now_utc()
+                .checked_sub(age)
+                .ok_or_else(|| format!("{text:?} reaches back before the calendar starts"))
         }
         _ => Err(format!(
             "{text:?} is neither RFC 3339 (2026-11-22T03:00:00Z) nor an age like 2h, 3d"
@@ -513,6 +516,8 @@ mod tests {
         assert_eq!(parse_when("2026-11-22T03:00:00Z").unwrap().hour(), 3);
         assert!(parse_when("yesterday").is_err());
         assert!(parse_when("5").is_err());
+        // Tried: an age so large it leaves the calendar; an error, not a panic.
+        assert!(parse_when("99999999999999w").is_err());
     }
 
     #[test]

@@ -258,6 +258,25 @@ async fn receive_into(
         }
         Ok((hex::encode(hasher.finalize()), file))
     });
+    // The writer is always joined before returning, even when the controller broke off:
+    // otherwise the caller could remove the temporary file before the writer created it.
+    let received = feed_writer(channel, &chunks, size, config).await;
+    drop(chunks);
+    let written = writer
+        .await
+        .map_err(|err| format!("the writer task failed: {err}"))
+        .and_then(|written| written);
+    received.map(|()| written)
+}
+
+/// Receives `size` bytes of file data and queues them for the writer. A closed queue means
+/// the writer failed; the data is still read to the end, so the connection stays in step.
+async fn feed_writer(
+    channel: &mut Channel<TcpStream>,
+    chunks: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    size: u64,
+    config: &Config,
+) -> Result<(), String> {
     let mut received = 0u64;
     let mut writing = true;
     while received < size {
@@ -268,15 +287,11 @@ async fn receive_into(
                 "the controller sent more than the {size} bytes it announced"
             ));
         }
-        // A closed queue means the writer failed; keep reading to the end regardless.
         if writing && chunks.send(chunk).await.is_err() {
             writing = false;
         }
     }
-    drop(chunks);
-    writer
-        .await
-        .map_err(|err| format!("the writer task failed: {err}"))
+    Ok(())
 }
 
 async fn recv_data(
@@ -291,7 +306,7 @@ async fn recv_data(
         Ok(Err(err)) => Err(err.to_string()),
         Ok(Ok(None)) => Err("the controller closed the connection mid-file".into()),
         Ok(Ok(Some(Packet::FileData(chunk)))) => Ok(chunk),
-        Ok(Ok(Some(other))) => Err(format!("expected file data, got {other:?}")),
+        Ok(Ok(Some(other))) => Err(format!("expected file data, got {}", other.summary())),
     }
 }
 

@@ -33,7 +33,15 @@ pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
             agent_version: Some(agent_version),
             ..HostOutcome::succeeded(round_trip.elapsed())
         },
-        Ok(Ok(other)) => protocol_error(format!("unexpected answer to ping: {other:?}"), started),
+        Ok(Ok(other)) => protocol_error(
+            format!(
+                "unexpected answer to ping: {}",
+                other
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_owned(), Packet::summary)
+            ),
+            started,
+        ),
         Ok(Err(err)) => protocol_error(err.to_string(), started),
         Err(_) => protocol_error("no answer to ping in time".into(), started),
     }
@@ -52,8 +60,20 @@ pub async fn run(
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
-    if let Err(err) = channel.send(&Packet::Control(exec)).await {
-        return protocol_error(err.to_string(), started);
+    let sent = tokio::time::timeout(
+        connector.silence_timeout,
+        channel.send(&Packet::Control(exec)),
+    )
+    .await;
+    match sent {
+        Err(_) => {
+            return protocol_error(
+                "the agent took no request: host or path lost".into(),
+                started,
+            )
+        }
+        Ok(Err(err)) => return protocol_error(err.to_string(), started),
+        Ok(Ok(())) => {}
     }
     follow_command(&mut channel, connector.silence_timeout, sink, stop, started).await
 }
@@ -76,7 +96,8 @@ async fn follow_command(
             _ = stop.cancel.cancelled(), if !cancel_sent => {
                 cancel_sent = true;
                 report_deadline = Some(tokio::time::Instant::now() + CANCEL_REPORT_WAIT);
-                if channel.send(&Packet::Control(Request::Cancel)).await.is_err() {
+                let sent = tokio::time::timeout(silence_timeout, channel.send(&Packet::Control(Request::Cancel))).await;
+                if !matches!(sent, Ok(Ok(()))) {
                     return HostOutcome::failure(Status::Cancelled, "cancelled; connection lost", started.elapsed());
                 }
                 continue;
@@ -120,7 +141,7 @@ async fn follow_command(
                 return HostOutcome::failure(Status::Error, message, started.elapsed())
             }
             Ok(Some(other @ (Packet::Control(_) | Packet::FileData(_)))) => {
-                return protocol_error(format!("unexpected reply {other:?}"), started)
+                return protocol_error(format!("unexpected reply {}", other.summary()), started)
             }
             Ok(None) => {
                 return protocol_error(

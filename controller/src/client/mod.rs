@@ -40,6 +40,42 @@ pub struct Stop {
     pub abandon: CancellationToken,
 }
 
+impl Stop {
+    /// Watches SIGINT and SIGTERM for the whole operation. First: cancel every remote
+    /// command and wait for the agents' reports. Second: stop waiting (the end record is
+    /// still written). Third: exit at once with 130, for when even that is stuck (a
+    /// terminal that takes no output, say).
+    pub async fn on_signals(self) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot install signal handlers; Ctrl-C will kill ctl outright");
+            return;
+        };
+        let mut next_signal = async || {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+        };
+        next_signal().await;
+        eprintln!(
+            "ctl: interrupted: cancelling the remote commands (again to stop waiting for them)"
+        );
+        self.cancel.cancel();
+        next_signal().await;
+        eprintln!(
+            "ctl: interrupted again: not waiting for the agents' reports (again to quit at once)"
+        );
+        self.abandon.cancel();
+        next_signal().await;
+        eprintln!("ctl: interrupted a third time: quitting without the operation's end record");
+        std::process::exit(130);
+    }
+}
+
 /// An established, authenticated connection, or the outcome that explains why there is none.
 type Connected = Result<Channel<TcpStream>, HostOutcome>;
 

@@ -117,7 +117,12 @@ async fn receive_all(
                 }
                 return Ok(received);
             }
-            other => return Err(broken(format!("unexpected reply {other:?}"))),
+            other => {
+                return Err(broken(format!(
+                    "unexpected reply {}",
+                    Packet::Control(other).summary()
+                )))
+            }
         };
         if received.root.is_none() {
             // Made only once there is something to put in it: a host that fails leaves no
@@ -185,7 +190,10 @@ async fn receive_file(
                 return Err(Failure::new(Status::Failed, message))
             }
             Ok(Ok(Some(other))) => {
-                return Err(broken(format!("expected file data, got {other:?}")))
+                return Err(broken(format!(
+                    "expected file data, got {}",
+                    other.summary()
+                )))
             }
             Ok(Ok(None)) => return Err(broken("the agent closed the connection mid-file")),
             Ok(Err(err)) => return Err(broken(err)),
@@ -210,10 +218,18 @@ async fn receive_file(
                 local.display()
             )))
         }
-        other => return Err(broken(format!("unexpected reply {other:?}"))),
+        other => {
+            return Err(broken(format!(
+                "unexpected reply {}",
+                Packet::Control(other).summary()
+            )))
+        }
     }
-    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))
-        .map_err(failed_at)?;
+    std::fs::set_permissions(
+        temp.path(),
+        std::fs::Permissions::from_mode(local_mode(mode)),
+    )
+    .map_err(failed_at)?;
     temp.persist(local).map_err(failed_at)?;
     Ok(ours)
 }
@@ -236,7 +252,10 @@ async fn next_reply(channel: &mut Channel<TcpStream>, silence: Duration) -> Resu
             }
             Ok(Some(Packet::Control(reply))) => return Ok(reply),
             Ok(Some(other)) => {
-                return Err(broken(format!("unexpected data from the agent: {other:?}")))
+                return Err(broken(format!(
+                    "unexpected data from the agent: {}",
+                    other.summary()
+                )))
             }
             Ok(None) => return Err(broken("the agent closed the connection mid-pull")),
             Err(err) => return Err(broken(err)),
@@ -264,7 +283,11 @@ fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
         })?,
     }
     // Keep the owner's access so the entries below can be written.
-    std::fs::set_permissions(local, std::fs::Permissions::from_mode(mode | 0o700)).map_err(|err| {
+    std::fs::set_permissions(
+        local,
+        std::fs::Permissions::from_mode(local_mode(mode) | 0o700),
+    )
+    .map_err(|err| {
         Failure::new(
             Status::Failed,
             format!("cannot set the mode of {}: {err}", local.display()),
@@ -281,6 +304,13 @@ fn make_link(local: &Path, target: &str) -> Result<(), Failure> {
             format!("cannot create the link {}: {err}", local.display()),
         )
     })
+}
+
+/// The mode a pulled file or folder gets here: the agent's permission bits, without
+/// setuid, setgid or sticky, and never writable by others. An agent host must not be able to
+/// plant a setuid program or a world-writable folder on the controller's machine.
+fn local_mode(wire_mode: u32) -> u32 {
+    wire_mode & 0o775
 }
 
 /// `base` joined with a `/`-separated path from the wire, or `None` when that path could

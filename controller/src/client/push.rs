@@ -315,7 +315,10 @@ async fn recv_reply(
             Ok(Some(Packet::Control(Reply::Error { message }))) => return Err(failed(message)),
             Ok(Some(Packet::Control(reply))) => return Ok(reply),
             Ok(Some(other)) => {
-                return Err(broken(format!("unexpected data from the agent: {other:?}")))
+                return Err(broken(format!(
+                    "unexpected data from the agent: {}",
+                    other.summary()
+                )))
             }
             Ok(None) => return Err(broken("the agent closed the connection mid-push")),
             Err(err) => return Err(broken(err)),
@@ -324,5 +327,8 @@ async fn recv_reply(
 }
 
 fn unexpected(reply: Reply) -> EntryFailure {
-    broken(format!("unexpected reply {reply:?}"))
+    broken(format!(
+        "unexpected reply {}",
+        Packet::Control(reply).summary()
+    ))
 }

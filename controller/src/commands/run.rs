@@ -28,7 +28,7 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     tracing::info!(op_id = %op.op_id, hosts = plan.targets.len(), "operation started");
 
     let stop = Stop::default();
-    tokio::spawn(stop_on_signals(stop.clone()));
+    tokio::spawn(stop.clone().on_signals());
     let mode = match (args.json, args.gather) {
         (true, _) => Mode::Json,
         (false, true) => Mode::Gather,
@@ -100,29 +100,4 @@ fn keep_output(
     }
     kept.resize(names.len(), (None, None));
     kept
-}
-
-/// First SIGINT or SIGTERM: cancel every remote command and wait for the agents' reports.
-/// Second: stop waiting. The operation's end record is written either way.
-pub(super) async fn stop_on_signals(stop: Stop) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; Ctrl-C will kill ctl outright");
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    eprintln!("ctl: interrupted: cancelling the remote commands (again to stop waiting for them)");
-    stop.cancel.cancel();
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    eprintln!("ctl: interrupted again: not waiting for the agents' reports");
-    stop.abandon.cancel();
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use common::inventory::Host;
 
-use super::run::stop_on_signals;
 use super::Exit;
 use crate::audit::record::TransferRecord;
 use crate::audit::{AuditLog, Kind, Operation};
@@ -122,7 +121,7 @@ where
         .context("cannot write the operation log, so nothing was transferred")?;
 
     let stop = Stop::default();
-    tokio::spawn(stop_on_signals(stop.clone()));
+    tokio::spawn(stop.clone().on_signals());
     let total = shape.bytes_per_host * plan.targets.len() as u64;
     let progress = Arc::new(Progress::start(plan.targets.len(), total, shape.json));
     let connector = Connector {
