@@ -20,6 +20,7 @@
 pub mod atomic_file;
 pub mod auth;
 pub mod channel;
+pub mod digest;
 pub mod frame;
 pub mod inventory;
 pub mod key;

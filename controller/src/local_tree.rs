@@ -6,13 +6,11 @@
 //! file once to hash it also brings it into the page cache, so the per-host senders that
 //! follow read it from memory rather than from the disk again.
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use common::message::EntryKind;
-use sha2::{Digest, Sha256};
 
 /// One thing to create on the hosts.
 #[derive(Debug, Clone)]
@@ -101,7 +99,8 @@ fn collect(
             Some(target.to_string_lossy().into_owned()),
         ));
     } else if meta.is_file() {
-        let sha256 = hash_file(path)?;
+        let sha256 = common::digest::sha256_file(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         entries.push(entry(
             EntryKind::File,
             mode.unwrap_or(own_mode),
@@ -132,23 +131,6 @@ fn collect(
         tracing::warn!(path = %path.display(), "skipping a special file (socket, fifo or device)");
     }
     Ok(())
-}
-
-/// SHA-256 of a file, hex. sha2 uses the CPU's SHA extensions where it has them.
-pub fn hash_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 #[cfg(test)]

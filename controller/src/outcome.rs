@@ -102,3 +102,17 @@ impl HostOutcome {
         self.status.is_success()
     }
 }
+
+/// "3 ok, 1 failed, 1 unreachable": how many hosts ended in each status, in the order of
+/// [`Status`], for the summary line and `ctl log`.
+pub fn count_statuses(statuses: impl IntoIterator<Item = Status>) -> String {
+    let mut counts: std::collections::BTreeMap<Status, usize> = std::collections::BTreeMap::new();
+    for status in statuses {
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(status, n)| format!("{n} {}", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

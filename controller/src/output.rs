@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::audit::kept::Capture;
-use crate::outcome::{HostOutcome, Status};
+use crate::outcome::{count_statuses, HostOutcome, Status};
 
 /// A partial line longer than this is printed as if it ended, so one host that prints
 /// without newlines cannot grow our buffer without bound.
@@ -319,27 +319,13 @@ fn print_gathered(hosts: &[HostBuffers], out: &mut Vec<u8>) {
 
 /// The closing summary on stderr: counts per status, who did not succeed, and wall time.
 pub fn print_summary(names: &[String], outcomes: &[HostOutcome], wall: Duration) {
-    let mut counts: Vec<(Status, usize)> = Vec::new();
-    for outcome in outcomes {
-        match counts
-            .iter_mut()
-            .find(|(status, _)| *status == outcome.status)
-        {
-            Some((_, n)) => *n += 1,
-            None => counts.push((outcome.status, 1)),
-        }
-    }
-    counts.sort();
-    let counts: Vec<String> = counts
-        .iter()
-        .map(|(status, n)| format!("{n} {}", status.as_str()))
-        .collect();
+    let counts = count_statuses(outcomes.iter().map(|outcome| outcome.status));
     let mut text = format!(
         "ctl: {} host{} in {:.2}s: {}\n",
         outcomes.len(),
         if outcomes.len() == 1 { "" } else { "s" },
         wall.as_secs_f64(),
-        counts.join(", ")
+        counts
     );
     let not_ok: Vec<&str> = names
         .iter()

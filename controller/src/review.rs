@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::audit::kept::{kept_path, sha256_hex, Kept};
 use crate::audit::record::{Event, HostRecord, Kind, Record};
-use crate::outcome::Status;
+use crate::outcome::count_statuses;
 
 /// One operation as the log tells it: its start record and, if written, its end record,
 /// each with the raw line it came from.
@@ -441,19 +441,7 @@ fn kept_section(log_dir: &Path, op_id: &str, host: &str, stream: Stream, kept: &
 }
 
 fn status_counts(results: &[HostRecord]) -> String {
-    let mut counts: Vec<(Status, usize)> = Vec::new();
-    for result in results {
-        match counts.iter_mut().find(|(s, _)| *s == result.status) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((result.status, 1)),
-        }
-    }
-    counts.sort();
-    counts
-        .iter()
-        .map(|(s, n)| format!("{n} {}", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    count_statuses(results.iter().map(|result| result.status))
 }
 
 fn summarize_hosts(hosts: &[&str], max: usize) -> String {

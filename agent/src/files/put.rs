@@ -7,7 +7,7 @@
 //! renamed over the destination. Any failure before that leaves the old destination as it
 //! was and removes the temporary file (see [`super::TempFile`]).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -208,21 +208,8 @@ async fn holds_already(dest: &Path, size: u64, sha256: &str) -> bool {
         return false;
     }
     let dest = dest.to_owned();
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&dest)).await;
+    let hashed = tokio::task::spawn_blocking(move || common::digest::sha256_file(&dest)).await;
     matches!(hashed, Ok(Ok(existing)) if existing == sha256)
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 /// Receives exactly `size` bytes of file data into `temp`, hashing them.

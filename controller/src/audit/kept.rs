@@ -11,9 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+pub use common::digest::sha256_hex;
 use common::message::Stream;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The default cap per host and stream, in bytes.
 pub const DEFAULT_KEEP_BYTES: usize = 32 * 1024;
@@ -131,10 +131,6 @@ pub fn write_kept(
         sha256: sha256_hex(&bytes),
         cut,
     }))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]
