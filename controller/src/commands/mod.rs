@@ -5,6 +5,7 @@
 
 mod hosts;
 mod log;
+mod operation;
 mod ping;
 mod run;
 mod transfer;

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::inventory::Host;
 
+use super::operation::Recorded;
 use super::Exit;
 use crate::audit::record::TransferRecord;
-use crate::audit::{AuditLog, Kind, Operation};
+use crate::audit::{Kind, Operation};
 use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
 use crate::client::push::PushJob;
 use crate::client::{self, Connector, Stop};
@@ -19,7 +20,6 @@ use crate::fanout::fan_out;
 use crate::local_tree::LocalTree;
 use crate::outcome::HostOutcome;
 use crate::output;
-use crate::plan;
 use crate::progress::Progress;
 
 /// `ctl push`.
@@ -112,28 +112,21 @@ where
     F: Fn(Connector, Host, Arc<Progress>, Stop) -> Fut,
     Fut: Future<Output = HostOutcome> + Send + 'static,
 {
-    let plan = plan::resolve(targets, connect)?;
-    let log_key = plan::log_key(log_options, || Ok(plan.key.clone()))?;
-    let log = AuditLog::open(&log_options.log_dir)?;
     let mut op = Operation::new(shape.kind, None);
     op.transfer = Some(shape.transfer);
-    log.append(&op.start_record(&plan.targets, &plan.groups_of), &log_key)
-        .context("cannot write the operation log, so nothing was transferred")?;
-
-    let stop = Stop::default();
-    tokio::spawn(stop.clone().on_signals());
-    let total = shape.bytes_per_host * plan.targets.len() as u64;
-    let progress = Arc::new(Progress::start(plan.targets.len(), total, shape.json));
-    let connector = Connector {
-        key: Arc::new(plan.key),
-        connect_timeout: plan.connect_timeout,
-        silence_timeout: plan.silence_timeout,
-    };
+    let recorded = Recorded::begin(targets, connect, log_options, op)?;
+    let total = shape.bytes_per_host * recorded.targets.len() as u64;
+    let progress = Arc::new(Progress::start(recorded.targets.len(), total, shape.json));
     let started = Instant::now();
     let json = shape.json;
-    let outcomes = fan_out(&plan.targets, plan.forks, |_, host| {
+    let outcomes = fan_out(&recorded.targets, recorded.forks, |_, host| {
         let name = host.name.clone();
-        let work = job(connector.clone(), host, progress.clone(), stop.clone());
+        let work = job(
+            recorded.connector.clone(),
+            host,
+            progress.clone(),
+            recorded.stop.clone(),
+        );
         let progress = progress.clone();
         async move {
             let outcome = work.await;
@@ -144,19 +137,5 @@ where
     })
     .await;
     progress.finish();
-    let wall = started.elapsed();
-    let names: Vec<String> = plan.targets.iter().map(|host| host.name.clone()).collect();
-    output::print_summary(&names, &outcomes, wall);
-
-    let interrupted = stop.cancel.is_cancelled();
-    let kept = vec![(None, None); outcomes.len()];
-    let end = op.end_record(&plan.targets, &outcomes, &kept, wall, interrupted);
-    if let Err(err) = log.append(&end, &log_key) {
-        eprintln!("ctl: the operation ran but its end record was not written: {err:#}");
-        return Ok(Exit::SomeHostsFailed);
-    }
-    Ok(match interrupted {
-        true => Exit::Interrupted,
-        false => Exit::from_outcomes(&outcomes),
-    })
+    Ok(recorded.end(&outcomes, &[], started.elapsed()))
 }
