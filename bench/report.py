@@ -52,11 +52,50 @@ out of the same cores.
 
 Newest run first; older runs are kept below it, unchanged, and in the history table.
 
-Push/pull rows (item 3 of issue 5: `ctl push` vs pdcp, parallel-scp, `clush --copy`,
-scp loop, and the TCP / sha256 / cp ceilings; pull vs rpdcp, pslurp) are **pending on
-`ctl push`**. The benchmarked builds below have no `ctl push`, and bench/run.sh has no push
-phase yet; it is laid out so that a `phase_push` can be added next to `phase_run`.
+Push/pull rows (item 3 of issue 5: `ctl push` vs pdcp, parallel-scp, `clush --copy`, scp
+loops and `ansible -m copy`, against the raw TCP / ssh stream / sha256 / cp ceilings; `ctl
+pull` vs rpdcp, pslurp, `clush --rcopy`, scp loops) are in the runs from 2026-11-22 04:28
+UTC on; the runs before have `ctl run` rows only (and a run may have only one kind: each
+section says what it measured).
 """
+
+PHIST_START = "<!-- push-history-start -->"
+PHIST_END = "<!-- push-history-end -->"
+PHIST_HEAD = (
+    "| run (UTC) | muster build | push 1 GiB → 1 host: muster | best ssh stream | raw TCP "
+    "| push 100 MiB → 10 hosts: muster | pdcp | pdcp/muster | push 1 GiB → 10: muster "
+    "| pdcp | pull 1 GiB ← 10: muster | rpdcp | ctl RSS (1 GiB) | agent RSS (1 GiB) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+PUSH_TOOL_ORDER = [
+    "muster", "pdcp", "pscp", "clush", "scp-loop", "scp-xargs", "ansible-copy",
+    "tcp", "ssh-stream-gcm", "ssh-stream", "cp-sync", "openssl-sha256", "sha256sum",
+]
+PUSH_LABEL = {
+    "muster": "muster `ctl push`",
+    "pdcp": "pdcp -R ssh",
+    "pscp": "parallel-scp -p N",
+    "clush": "clush -f N --copy --dest",
+    "scp-loop": "scp loop (sequential)",
+    "scp-xargs": "scp via xargs -P N",
+    "ansible-copy": "ansible -m copy -f N",
+    "tcp": "ceiling: one raw TCP stream on loopback (python, 256 KiB read+send)",
+    "ssh-stream-gcm": "ceiling: ssh -c aes128-gcm 'cat >/dev/null'",
+    "ssh-stream": "ceiling: ssh (default cipher) 'cat >/dev/null'",
+    "cp-sync": "ceiling: cp + fsync on the same disk (N copies at once)",
+    "openssl-sha256": "ceiling: openssl dgst -sha256",
+    "sha256sum": "ceiling: sha256sum",
+}
+PULL_TOOL_ORDER = ["muster", "rpdcp", "pslurp", "clush", "scp-loop", "scp-xargs"]
+PULL_LABEL = {
+    "muster": "muster `ctl pull`",
+    "rpdcp": "rpdcp -R ssh",
+    "pslurp": "parallel-slurp -p N",
+    "clush": "clush -f N --rcopy --dest",
+    "scp-loop": "scp loop (sequential)",
+    "scp-xargs": "scp via xargs -P N",
+}
+CEILINGS = {"tcp", "ssh-stream-gcm", "ssh-stream", "cp-sync", "openssl-sha256", "sha256sum"}
 
 HIST_START = "<!-- history-start -->"
 HIST_END = "<!-- history-end -->"
@@ -92,6 +131,7 @@ class Cell:
         self.rows: list[dict[str, str]] = []
         self.invalid: list[dict[str, str]] = []
         self.warmup_ok = None
+        self.warmup_verified = False
 
     def col(self, name: str) -> list[float]:
         return [v for v in (fnum(r[name]) for r in self.rows) if v is not None]
@@ -119,6 +159,7 @@ def load_into(cells, run: Path) -> None:
             c = cells[key]
             if r["warmup"] == "1":
                 c.warmup_ok = r["valid"] == "1"
+                c.warmup_verified = r["valid"] == "1" and r.get("verified") == "1"
                 continue
             (c.rows if r["valid"] == "1" else c.invalid).append(r)
 
@@ -271,7 +312,7 @@ def targets(cells, meta) -> tuple[str, dict]:
             worst = per if worst is None else max(worst, per)
     add("controller CPU per host ≤ 0.2 ms (`true`, N ≥ 200)", ", ".join(parts) or "–",
         None if worst is None else worst <= 0.2)
-    add("push/pull targets", "pending on `ctl push`", None)
+    add("push/pull targets", "see the push/pull targets table (when the run has push rows)", None)
     hist = {
         "m200": m200, "floor": floor, "pdsh": pdsh, "muxl": muxl, "rss200": rss200,
         "cpu200": (med(200, "true", "muster", "client_cpu_s") or 0) * 1000 / 200
@@ -281,6 +322,172 @@ def targets(cells, meta) -> tuple[str, dict]:
         if rss1k is not None else None,
     }
     return "\n".join(rows), hist
+
+
+def is_xfer(cmd: str) -> bool:
+    return cmd.startswith("push") or cmd.startswith("pull")
+
+
+def mib_of(cmd: str) -> int:
+    return int(cmd[4:])
+
+
+def size_label(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+
+
+def rate(mib: float, n: int, wall: float | None, tool: str = "") -> float | None:
+    """MiB/s moved: the file times the hosts it reached (hashing ceilings: once)."""
+    if wall is None or wall <= 0:
+        return None
+    return mib * n / wall
+
+
+def fr(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f} MiB/s"
+
+
+def xfer_table(cells, kind: str, n: int, mib: int) -> str:
+    cmd = f"{kind}{mib}"
+    order = PUSH_TOOL_ORDER if kind == "push" else PULL_TOOL_ORDER
+    label = PUSH_LABEL if kind == "push" else PULL_LABEL
+    mus = cells.get((n, cmd, "muster"))
+    mw = mus.med("wall_s") if mus and mus.n else None
+    out = [
+        "| tool | samples (sha256 / digest-checked) | wall median | wall min–max | MiB/s (median) "
+        "| muster ÷ tool | tool ÷ muster | controller CPU | peak RSS (controller) "
+        "| agent peak RSS | host-side CPU | sync after (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tool in order:
+        c = cells.get((n, cmd, tool))
+        if c is None:
+            continue
+        if c.n == 0:
+            why = c.invalid[0]["reason"] if c.invalid else "no timed sample"
+            out.append(f"| {label[tool]} | 0 ({len(c.invalid)} invalid: {why}) "
+                       "| – | – | – | – | – | – | – | – | – | – |")
+            continue
+        wall = c.col("wall_s")
+        w = statistics.median(wall)
+        ver = sum(1 for r in c.rows if r.get("verified") == "1") + (1 if c.warmup_verified else 0)
+        if tool.startswith("ssh-stream"):
+            samples = f"{c.n} (nothing kept to check)"
+        else:
+            samples = f"{c.n} ({ver} checked, warm-up included)"
+        samples += f" +{len(c.invalid)} invalid" if c.invalid else ""
+        hwm = c.med("agent_hwm_kb") if tool == "muster" else None
+        cc = c.med("client_cpu_s")
+        hc = c.med("host_cpu_s")
+        rss = c.med("maxrss_kb")
+        ps = c.med("post_sync_s")
+        out.append(
+            f"| {label[tool]} | {samples} | {s(w)} | {s(min(wall))} – {s(max(wall))} "
+            f"| {fr(rate(mib, 1 if tool.endswith('sha256') or tool == 'sha256sum' else n, w))} "
+            f"| {'1' if tool == 'muster' else ratio(mw, w)} "
+            f"| {'1' if tool == 'muster' else times(mw, w)} "
+            f"| {s(cc)} | {s(rss / 1024 if rss else None, 'MiB')} "
+            f"| {s(hwm / 1024 if hwm else None, 'MiB')} | {s(hc)} | {s(ps)} |"
+        )
+    return "\n".join(out)
+
+
+def xfer_sections(cells) -> tuple[list[str], dict]:
+    keys = sorted({(k[1], k[0]) for k in cells if is_xfer(k[1])},
+                  key=lambda x: (x[0][:4] != "push", mib_of(x[0]), x[1]))
+    L: list[str] = []
+    if not keys:
+        return L, {}
+
+    def med(n, cmd, tool, col="wall_s"):
+        c = cells.get((n, cmd, tool))
+        return c.med(col) if c and c.n else None
+
+    for cmd, n in keys:
+        kind, mib = cmd[:4], mib_of(cmd)
+        arrow = "→" if kind == "push" else "←"
+        L.append(f"### {kind} {size_label(mib)} {arrow} {n} host{'s' if n > 1 else ''}")
+        L.append("")
+        L.append(xfer_table(cells, kind, n, mib))
+        L.append("")
+    # memory: flat in file size?
+    sizes = sorted({mib_of(k[1]) for k in cells if is_xfer(k[1])})
+    ns = sorted({k[0] for k in cells if is_xfer(k[1])})
+    L.append("### muster memory against file size (medians of peak RSS)")
+    L.append("")
+    hdr = "| | " + " | ".join(f"{size_label(m)}" for m in sizes) + " |"
+    L.append(hdr)
+    L.append("|---|" + "---|" * len(sizes))
+    for kind in ("push", "pull"):
+        for n in ns:
+            for what, col in (("ctl", "maxrss_kb"), ("agent (largest of the N)", "agent_hwm_kb")):
+                vals = [med(n, f"{kind}{m}", "muster", col) for m in sizes]
+                if all(v is None for v in vals):
+                    continue
+                L.append(f"| {kind}, {n} host{'s' if n > 1 else ''}: {what} | "
+                         + " | ".join(s(v / 1024 if v else None, "MiB") for v in vals) + " |")
+    L.append("")
+
+    # targets
+    rows = ["| push target (issue 5) | measured | verdict |", "|---|---|---|"]
+    hist = {}
+    for mib in sizes:
+        cmd = f"push{mib}"
+        m1 = med(1, cmd, "muster")
+        streams = [(t, med(1, cmd, t)) for t in ("ssh-stream-gcm", "ssh-stream")]
+        streams = [(t, w) for t, w in streams if w]
+        if m1 is not None and streams:
+            bt, bw = min(streams, key=lambda x: x[1])
+            rows.append(
+                f"| one host at least as fast as the best ssh stream ({size_label(mib)}) "
+                f"| muster {fr(rate(mib, 1, m1))} ({s(m1)}), best ssh stream "
+                f"{fr(rate(mib, 1, bw))} ({PUSH_LABEL[bt].split(': ')[1]}); raw TCP "
+                f"{fr(rate(mib, 1, med(1, cmd, 'tcp')))}, openssl sha256 "
+                f"{fr(rate(mib, 1, med(1, cmd, 'openssl-sha256')))}, cp+fsync "
+                f"{fr(rate(mib, 1, med(1, cmd, 'cp-sync')))} | {verdict(m1 <= bw)} |")
+        nmax = max(ns)
+        mN = med(nmax, cmd, "muster")
+        pd = med(nmax, cmd, "pdcp")
+        if mN is not None and pd is not None and nmax > 1:
+            rows.append(
+                f"| {nmax} hosts at least 2× faster than pdcp ({size_label(mib)}) "
+                f"| muster {s(mN)} ({fr(rate(mib, nmax, mN))}), pdcp {s(pd)}: "
+                f"{times(mN, pd)} | {verdict(pd / mN >= 2)} |")
+        hist[mib] = (m1, streams, mN, pd)
+    # memory flat
+    if len(sizes) >= 2:
+        lo, hi = sizes[0], sizes[-1]
+        parts, ok = [], True
+        for kind in ("push", "pull"):
+            for n in ns:
+                for what, col in (("ctl", "maxrss_kb"), ("agent", "agent_hwm_kb")):
+                    a, b = med(n, f"{kind}{lo}", "muster", col), med(n, f"{kind}{hi}", "muster", col)
+                    if a and b:
+                        parts.append(f"{kind} {n}: {what} {a / 1024:.1f} → {b / 1024:.1f} MiB")
+                        # flat: the 10× larger file costs at most 25% or 4 MiB more
+                        ok = ok and (b <= a * 1.25 or b - a <= 4096)
+        rows.append(f"| memory flat in file size ({size_label(lo)} → {size_label(hi)}; flat = "
+                    f"at most +25% or +4 MiB) | {'; '.join(parts)} | {verdict(ok if parts else None)} |")
+    L.append("### Push/pull targets (issue 5)")
+    L.append("")
+    L.extend(rows)
+    L.append("")
+    big = sizes[-1]
+    h = {
+        "p1": rate(big, 1, med(1, f"push{big}", "muster")),
+        "ssh": max([rate(big, 1, med(1, f"push{big}", t)) or 0 for t in ("ssh-stream-gcm", "ssh-stream")] or [0]) or None,
+        "tcp": rate(big, 1, med(1, f"push{big}", "tcp")),
+        "m10s": med(max(ns), f"push{sizes[0]}", "muster"),
+        "pd10s": med(max(ns), f"push{sizes[0]}", "pdcp"),
+        "m10b": med(max(ns), f"push{big}", "muster"),
+        "pd10b": med(max(ns), f"push{big}", "pdcp"),
+        "l10b": med(max(ns), f"pull{big}", "muster"),
+        "r10b": med(max(ns), f"pull{big}", "rpdcp"),
+        "ctlrss": med(max(ns), f"push{big}", "muster", "maxrss_kb"),
+        "agrss": med(max(ns), f"push{big}", "muster", "agent_hwm_kb"),
+        "small": sizes[0], "big": big,
+    }
+    return L, h
 
 
 def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
@@ -301,9 +508,13 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
                 meta[k] = v
         notes.append(f"rows from a second run folded in: `{m2.get('stamp')}` "
                      f"({m2.get('date')}, load {m2.get('load_start')} → {m2.get('load_end')}; "
-                     f"N = {m2.get('SCALE_NS') or m2.get('NS')})")
-    peer_ns = sorted({n for (n, _, t) in cells if t != "muster"})
-    scale_ns = sorted({n for (n, _, t) in cells if t == "muster" and n not in peer_ns})
+                     + (f"phases {m2.get('PHASES')}, sizes {m2.get('PUSH_SIZES')} MiB, "
+                        f"N = {m2.get('PUSH_NS')})" if m2.get('PUSH_NS') else
+                        f"N = {m2.get('SCALE_NS') or m2.get('NS')})"))
+    peer_ns = sorted({n for (n, c, t) in cells if t != "muster" and not is_xfer(c)})
+    scale_ns = sorted({n for (n, c, t) in cells
+                       if t == "muster" and n not in peer_ns and not is_xfer(c)})
+    has_run_rows = any(not is_xfer(c) for (_, c, _) in cells)
     loads = [fnum(r["load1"]) for c in cells.values() for r in c.rows]
     loads = [x for x in loads if x is not None]
     others = [fnum(r["other_cpu_s"]) / max(fnum(r["wall_s"]) or 1e-9, 1e-9)
@@ -323,7 +534,7 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
              f"{meta.get('os')}")
     L.append(f"- **shared machine**: other engineers were building and testing on the same 2 "
              f"cores during the run. Load average at start {meta.get('load_start')}, at end "
-             f"{meta.get('load_end')}; median 1-min load at the samples "
+             f"{meta.get('load_end', '–')}; median 1-min load at the samples "
              f"{statistics.median(loads) if loads else float('nan'):.2f} (the load counts the "
              f"benchmark's own processes too, e.g. a thousand agents' commands at once, so it "
              f"overstates the noise); CPU used by everything else on the machine during a "
@@ -338,8 +549,17 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
              f"{meta.get('ANSIBLE_LARGE_N')}: {meta.get('R_ANSIBLE_LARGE')} rounds, commands "
              f"`{meta.get('ANSIBLE_LARGE_CMDS')}`, ansible time budget "
              f"{meta.get('ANSIBLE_BUDGET')} s; plain ssh loop up to N = "
-             f"{meta.get('SSH_LOOP_MAX_N')}; whole run {meta.get('elapsed_s')} s")
+             f"{meta.get('SSH_LOOP_MAX_N')}; whole run {meta.get('elapsed_s', '–')} s")
     L.append(f"- environment of every sample: `{meta.get('env')}`")
+    xL, phist = xfer_sections(cells)
+    if xL:
+        L.append(f"- push/pull: files of {meta.get('PUSH_SIZES')} MiB (random content, generated "
+                 f"once, on the same disk as every destination: {meta.get('disk')}), to/from "
+                 f"N = {meta.get('PUSH_NS')} hosts; R = {meta.get('R')} timed rounds below "
+                 f"{meta.get('BIG_MIB')} MiB, {meta.get('R_BIG')} from there, after one warm-up "
+                 f"round; every destination sha256-checked in rounds {meta.get('VERIFY_ROUNDS')} "
+                 f"(0 = warm-up) and its size in every round; {meta.get('openssl_version')}; "
+                 f"{meta.get('sha256sum')}")
     L.append("")
     L.append("How to read the tables: *wall* is the whole command, start to exit. *Controller "
              "CPU* is user+sys of the controller's whole process tree (ctl alone; pdsh and its "
@@ -354,6 +574,10 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
              "host answered (exit status, the tool's per-host success lines, and for "
              "`uname -n` one output line per host).")
     L.append("")
+    if not has_run_rows:
+        L.append("*This run measured push and pull only* (`PHASES=\"push pull\"`): for the "
+                 "`ctl run` rows see the older sections below.")
+        L.append("")
     for n in peer_ns:
         for cmd in ("true", "uname"):
             if not any((n, cmd, t) in cells for t in TOOL_ORDER):
@@ -378,10 +602,27 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
             L.append("Idle agent memory (mean per agent; RSS counts the shared binary, Pss "
                      "shares it out): " + "; ".join(rss_lines) + ".")
             L.append("")
-    L.append("### Targets (issue 5)")
-    L.append("")
-    L.append(tgt)
-    L.append("")
+    if has_run_rows:
+        L.append("### Targets (issue 5)")
+        L.append("")
+        L.append(tgt)
+        L.append("")
+    if xL:
+        L.append("How to read the push/pull tables: *wall* is the whole command, start to exit "
+                 "(`ctl push` includes hashing the file; muster's agent fsyncs each file before "
+                 "its rename, the ssh tools do not). Before every sample the destinations are "
+                 "deleted and the disk synced (untimed), so every sample really transfers (every "
+                 "muster sample must say `ok`, never `unchanged`); *sync after* is how long a "
+                 "`sync` right after the sample took, i.e. the writing the tool left to the "
+                 "kernel. *MiB/s* is file size × hosts ÷ wall (hash ceilings: file size ÷ wall). "
+                 "*Agent peak RSS* is the largest VmHWM among the N agents during the sample "
+                 "(reset before it with clear_refs). Pull sources are hard links of the one "
+                 "generated file in each host's folder (so they read from one page-cache copy), "
+                 "pull destinations are N separate files. Each fake host's sshd runs in its own "
+                 "mount namespace where the host's folder is the bench user's home, so the ssh "
+                 "tools write N distinct files too.")
+        L.append("")
+        L.extend(xL)
     if notes:
         L.append("### Notes from the run")
         L.append("")
@@ -392,8 +633,9 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
     if extra.exists():
         L.append(extra.read_text().rstrip())
         L.append("")
-    L.append("<details><summary>Exact command lines (shown for <code>true</code>; "
-             "<code>uname -n</code> is the same with that command)</summary>")
+    L.append("<details><summary>Exact command lines (`ctl run` rows shown for <code>true</code>; "
+             "<code>uname -n</code> is the same with that command; push/pull rows as run)"
+             "</summary>")
     L.append("")
     L.append("```sh")
     L.extend(cmdlines)
@@ -420,7 +662,19 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
             f"| {h(hist['rss1k'] / 1024 if hist['rss1k'] else None, 'MiB')} "
             f"| {h(hist['cpu1k'], 'ms')} "
             f"| {statistics.median(loads) if loads else float('nan'):.2f} |")
-    return "\n".join(L), f"{hrow} <!-- {meta.get('stamp')} -->"
+    prow = None
+    if phist:
+        def r_(x):
+            return "–" if x is None else f"{x:,.0f} MiB/s"
+        prow = (f"| {meta.get('date')} | {meta.get('muster', '?').split(' (')[0][:60]} "
+                f"| {r_(phist['p1'])} | {r_(phist['ssh'])} | {r_(phist['tcp'])} "
+                f"| {h(phist['m10s'])} | {h(phist['pd10s'])} | {times(phist['m10s'], phist['pd10s'])} "
+                f"| {h(phist['m10b'])} | {h(phist['pd10b'])} | {h(phist['l10b'])} | {h(phist['r10b'])} "
+                f"| {h(phist['ctlrss'] / 1024 if phist['ctlrss'] else None, 'MiB')} "
+                f"| {h(phist['agrss'] / 1024 if phist['agrss'] else None, 'MiB')} |"
+                f" <!-- {meta.get('stamp')} -->")
+    hrow_out = f"{hrow} <!-- {meta.get('stamp')} -->" if has_run_rows else None
+    return "\n".join(L), hrow_out, prow
 
 
 def main() -> int:
@@ -439,11 +693,12 @@ def main() -> int:
         run = Path(a.run)
     else:
         ap.error("give a run folder or --latest")
-    sec, hrow = section(run, [Path(m) for m in a.merge])
+    sec, hrow, prow = section(run, [Path(m) for m in a.merge])
     stamp = read_meta(run).get("stamp", run.name)
 
     out = Path(a.out)
     old_rows: list[str] = []
+    old_prows: list[str] = []
     old_sections: list[str] = []
     if out.exists():
         text = out.read_text()
@@ -452,13 +707,22 @@ def main() -> int:
             old_rows = [l for l in m.group(1).splitlines()
                         if l.startswith("| ") and not l.startswith("| run (UTC)")
                         and f"<!-- {stamp} -->" not in l]
+        m = re.search(re.escape(PHIST_START) + r"\n(.*?)" + re.escape(PHIST_END), text, re.S)
+        if m:
+            old_prows = [l for l in m.group(1).splitlines()
+                         if l.startswith("| ") and not l.startswith("| run (UTC)")
+                         and f"<!-- {stamp} -->" not in l]
         parts = re.split(r"(?m)^(?=## Run )", text)
         for p in parts[1:]:
             if f"<!-- run {stamp} -->" not in p:
                 old_sections.append(p.rstrip() + "\n")
     doc = [HEADER, "## History", "",
            "One row per run, newest first (N=200 rows are `true`; ratios of medians).", "",
-           HIST_START, HIST_HEAD, hrow, *old_rows, HIST_END, "", sec.rstrip() + "\n"]
+           HIST_START, HIST_HEAD, *([hrow] if hrow else []), *old_rows, HIST_END, "",
+           "Push/pull, one row per run that measured them (medians; MiB/s = size × hosts ÷ "
+           "wall; RSS at 10 hosts):", "",
+           PHIST_START, PHIST_HEAD, *([prow] if prow else []), *old_prows, PHIST_END, "",
+           sec.rstrip() + "\n"]
     body = "\n".join(doc)
     if old_sections:
         body += "\n" + "\n".join(old_sections)

@@ -19,6 +19,16 @@
 #   SAMPLE_TIMEOUT=300        a sample taking longer is killed and counted invalid
 #   SCALE_MEM_FRACTION=0.6    start SCALE_NS agents only while their estimated memory is
 #                             below this fraction of MemAvailable
+#   PHASES="run scale push pull"  which phases (run: the `ctl run` peer rows at NS; scale: SCALE_NS;
+#                             push/pull: issue 5 item 3)
+#   PUSH_NS="1 10"            push/pull: number of hosts
+#   PUSH_SIZES="100 1024"     push/pull: file sizes in MiB (random content, generated once per run)
+#   R_BIG=3 BIG_MIB=1024      timed rounds for sizes >= BIG_MIB (R for the smaller ones)
+#   PUSH_TOOLS, PULL_TOOLS    which push/pull rows (names as in ALL_PUSH_TOOLS/ALL_PULL_TOOLS)
+#   ANSIBLE_COPY_MAX_MIB=100  `ansible -m copy` only up to this size
+#   SCP_LOOP_MAX_BYTES=1100   the sequential scp loop only while MiB x hosts is at most this
+#   VERIFY_ROUNDS="0 1"       rounds in which every destination file is sha256-checked (size
+#                             is checked in every round)
 #   REPORT=1                  run bench/report.py at the end (0: leave the raw results only)
 #   BENCH_DIR=/var/tmp/muster-bench  CARGO_TARGET_DIR=/tmp/muster-bench-target
 #
@@ -32,8 +42,12 @@
 # Only loopback addresses are contacted. Every loop is bounded. Every process started here
 # is stopped by pid on exit (trap).
 #
-# Item 3 of issue 5 (push/pull) is pending on `ctl push`: add a phase function like
-# phase_run below (phase_push), with its rows' commands in tool_cmdline/validate.
+# Push/pull (issue 5 item 3): every fake host has its own folder $RUN/fs/K. The agent of
+# host K gets it as --files-dir; the sshd of host K runs in its own mount namespace
+# (unshare -m) where that folder is bind-mounted over the bench user's home, so the ssh
+# tools writing to ~/dst.bin (absolute: $BENCH_DIR/home/dst.bin) on 10 hosts really write
+# 10 files. Destinations are deleted, and the disk synced, before every sample (untimed);
+# the time the sync after a sample takes (what the tool left unwritten) is recorded too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -61,6 +75,19 @@ CMDS=${CMDS:-true uname}
 SAMPLE_TIMEOUT=${SAMPLE_TIMEOUT:-300}
 SCALE_MEM_FRACTION=${SCALE_MEM_FRACTION:-0.6}
 REPORT=${REPORT:-1}
+PHASES=${PHASES:-run scale push pull}
+PUSH_NS=${PUSH_NS:-1 10}
+PUSH_SIZES=${PUSH_SIZES:-100 1024}
+R_BIG=${R_BIG:-3}
+BIG_MIB=${BIG_MIB:-1024}
+ALL_PUSH_TOOLS="muster pdcp pscp clush scp-loop scp-xargs ansible-copy tcp ssh-stream-gcm ssh-stream cp-sync sha256sum openssl-sha256"
+PUSH_TOOLS=${PUSH_TOOLS:-$ALL_PUSH_TOOLS}
+ALL_PULL_TOOLS="muster rpdcp pslurp clush scp-loop scp-xargs"
+PULL_TOOLS=${PULL_TOOLS:-$ALL_PULL_TOOLS}
+ANSIBLE_COPY_MAX_MIB=${ANSIBLE_COPY_MAX_MIB:-100}
+SCP_LOOP_MAX_BYTES=${SCP_LOOP_MAX_BYTES:-1100}   # MiB x hosts: the sequential scp loop only up to this
+VERIFY_ROUNDS=${VERIFY_ROUNDS:-0 1}              # rounds whose every destination is sha256-checked
+PY=/usr/bin/python3                               # not the pyenv shim (its start-up is ~0.1 s)
 
 CTL=$CARGO_TARGET_DIR/release/ctl
 AGENT=$CARGO_TARGET_DIR/release/agent
@@ -79,12 +106,12 @@ done
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 RUN=$BENCH_DIR/runs/$stamp
-mkdir -p "$RUN"/{out,hosts,sshd,cp,logs}
+mkdir -p "$RUN"/{out,hosts,sshd,cp,logs,fs}
 RESULTS=$RUN/results.tsv
 NOTES=$RUN/notes.txt
 : >"$NOTES"
 note() { echo "$*" >>"$NOTES"; log "note: $*"; }
-printf 'n\tcmd\ttool\tround\twarmup\tvalid\twall_s\ttime_e\tuser_s\tsys_s\tmaxrss_kb\tclient_cpu_s\thost_cpu_s\tother_cpu_s\tload1\treason\n' >"$RESULTS"
+printf 'n\tcmd\ttool\tround\twarmup\tvalid\twall_s\ttime_e\tuser_s\tsys_s\tmaxrss_kb\tclient_cpu_s\thost_cpu_s\tother_cpu_s\tload1\treason\tagent_hwm_kb\tpost_sync_s\tverified\n' >"$RESULTS"
 log "results in $RUN"
 
 # --- cgroups (v1 cpuacct; v2 if that is what the machine has) ----------------------------
@@ -124,6 +151,8 @@ cleanup() {
   done
   for p in "${pids[@]}" "${mux_pids[@]}"; do kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
+  # Generated files and copies of them go even after an interruption.
+  rm -rf "$RUN/src" "$RUN/pulled" "$RUN"/fs/*/*.bin "$RUN"/fs/*/.muster-tmp.* 2>/dev/null
   # Empty cgroups can go; one still holding a process (should not happen) is left.
   if [ -n "$CG_ROOT" ]; then
     rmdir "$CG_ROOT/client" "$CG_ROOT/hosts" "$CG_ROOT" 2>/dev/null
@@ -135,6 +164,12 @@ trap 'exit 130' INT TERM
 # --- fake hosts ----------------------------------------------------------------------------
 # Host i (1-based) lives on 127.0.X.Y with X = 1 + (i-1)/250, Y = 1 + (i-1)%250.
 addr() { echo "127.0.$((1 + ($1 - 1) / 250)).$((1 + ($1 - 1) % 250))"; }
+
+host_dir() {      # host K's own folder: its agent's --files-dir, its sshd user's home
+  [ -d "$RUN/fs/$1" ] && return 0
+  mkdir -p "$RUN/fs/$1"
+  chown "$BENCH_USER:" "$RUN/fs/$1"
+}
 
 n_sshd=0
 start_sshds() {   # start sshd for hosts n_sshd+1..$1
@@ -157,8 +192,13 @@ UseDNS no
 MaxStartups 1000
 Subsystem sftp internal-sftp
 EOF
-    # -D: no daemonizing, so $! is sshd itself; in the hosts' cgroup, as are its sessions.
-    ( cg_join hosts; exec /usr/sbin/sshd -D -e -f "$RUN/sshd/$i.conf" ) 2>"$RUN/sshd/$i.log" &
+    host_dir "$i"
+    # -D: no daemonizing, so $! is sshd itself (unshare and sh exec it); in the hosts'
+    # cgroup, as are its sessions. Its own mount namespace: the host's folder is the bench
+    # user's home there (unshare makes the namespace's mounts private: nothing leaks out).
+    ( cg_join hosts
+      exec unshare -m sh -c 'mount --bind "$1" "$2" && exec /usr/sbin/sshd -D -e -f "$3"' sh \
+        "$RUN/fs/$i" "$BENCH_DIR/home" "$RUN/sshd/$i.conf" ) 2>"$RUN/sshd/$i.log" &
     pids+=("$!")
   done
   for i in $(seq 200); do                         # 20 s at most
@@ -173,12 +213,16 @@ EOF
 }
 
 n_agents=0
+agent_pids=()
 start_agents() {  # start agents for hosts n_agents+1..$1
   local want=$1 i
   for ((i = n_agents + 1; i <= want; i++)); do
-    ( cg_join hosts; exec "$AGENT" --listen "$(addr "$i"):7070" --key-file "$KEY" -q ) \
+    host_dir "$i"
+    ( cg_join hosts; exec "$AGENT" --listen "$(addr "$i"):7070" --key-file "$KEY" -q \
+        --files-dir "$RUN/fs/$i" ) \
       >>"$RUN/agents.out" 2>>"$RUN/agents.err" &
     pids+=("$!")
+    agent_pids+=("$!")
   done
   for i in $(seq 600); do                         # 60 s at most
     local up
@@ -332,13 +376,193 @@ validate() {
   echo ""
 }
 
+# --- push / pull rows (issue 5 item 3) ------------------------------------------------------
+declare -A SRCF SHA
+HOME_R=$BENCH_DIR/home      # the bench user's home as each fake host's sshd sees it
+is_xfer() { case $1 in push* | pull*) return 0 ;; esac; return 1; }
+xfer_size() { echo "${1#pu[sl][hl]}"; }   # push100 -> 100
+
+make_files() {    # the source files, random, on the run's disk; pull sources hard-linked per host
+  local mib f i
+  mkdir -p "$RUN/src"
+  for mib in $PUSH_SIZES; do
+    f=$RUN/src/f$mib.bin
+    log "generating $f ($mib MiB, random)"
+    head -c $((mib * 1048576)) /dev/urandom >"$f"
+    sync "$f"
+    SRCF[$mib]=$f
+    SHA[$mib]=$(openssl dgst -sha256 -r "$f" | cut -d' ' -f1)
+    echo "file_${mib}_sha256=${SHA[$mib]}" >>"$RUN/meta.txt"
+  done
+}
+link_pull_sources() {  # host K's pull source: a hard link of the file in its folder
+  local n=$1 mib i
+  for mib in $PUSH_SIZES; do
+    for ((i = 1; i <= n; i++)); do
+      ln -f "${SRCF[$mib]}" "$RUN/fs/$i/src$mib.bin"
+    done
+  done
+}
+
+xfer_cmdline() {  # tool cmd n
+  local tool=$1 cmd=$2 n=$3 d=$RUN/hosts/$3 mib src
+  mib=$(xfer_size "$cmd")
+  src=${SRCF[$mib]}
+  local cfg="-F $SSHCFG"
+  case $cmd in
+    push*)
+      local dst=$HOME_R/dst.bin
+      case $tool in
+        muster) echo "$CTL push -i $d/inventory.yaml -g all --log-dir $RUN/logs $src --dest dst.bin" ;;
+        pdcp) echo "pdcp -R ssh -l $BENCH_USER -w ^$d/hosts $src $dst" ;;
+        pscp) echo "parallel-scp -h $d/hosts -l $BENCH_USER -x '$cfg' -p $n $src $dst" ;;
+        clush) echo "clush --hostfile $d/hosts -l $BENCH_USER -o '$cfg' -f $n --copy $src --dest $dst" ;;
+        scp-loop) echo "for h in \$(cat $d/hosts); do scp -q $cfg $src \$h:$dst || exit 1; done" ;;
+        scp-xargs) echo "xargs -P $n -I{} scp -q $cfg $src {}:$dst <$d/hosts" ;;
+        ansible-copy) echo "$ANSIBLE all -i $d/ansible.ini -m copy -a 'src=$src dest=$dst' -f $n" ;;
+        tcp) echo "$PY $repo/bench/tcp_stream.py $src" ;;
+        ssh-stream-gcm) echo "ssh $cfg -c aes128-gcm@openssh.com $(addr 1) 'cat >/dev/null' <$src" ;;
+        ssh-stream) echo "ssh $cfg $(addr 1) 'cat >/dev/null' <$src" ;;
+        cp-sync) echo "seq $n | xargs -P $n -I{} sh -c 'cp $src $RUN/fs/{}/dst.bin && sync $RUN/fs/{}/dst.bin'" ;;
+        sha256sum) echo "sha256sum $src" ;;
+        openssl-sha256) echo "openssl dgst -sha256 $src" ;;
+      esac ;;
+    pull*)
+      local rsrc=$HOME_R/src$mib.bin pd=$RUN/pulled
+      case $tool in
+        muster) echo "$CTL pull -i $d/inventory.yaml -g all --log-dir $RUN/logs src$mib.bin --dest $pd" ;;
+        rpdcp) echo "rpdcp -R ssh -l $BENCH_USER -w ^$d/hosts $rsrc $pd" ;;
+        pslurp) echo "parallel-slurp -h $d/hosts -l $BENCH_USER -x '$cfg' -p $n -L $pd $rsrc src$mib.bin" ;;
+        clush) echo "clush --hostfile $d/hosts -l $BENCH_USER -o '$cfg' -f $n --rcopy $rsrc --dest $pd" ;;
+        scp-loop) echo "for h in \$(cat $d/hosts); do scp -q $cfg \$h:$rsrc $pd/src$mib.bin.\$h || exit 1; done" ;;
+        scp-xargs) echo "xargs -P $n -I{} scp -q $cfg {}:$rsrc $pd/src$mib.bin.{} <$d/hosts" ;;
+      esac ;;
+  esac
+}
+
+xfer_prepare() {  # before a sample (untimed): no destination left, nothing dirty, agents' peak reset
+  local n=$1 i
+  rm -f "$RUN"/fs/*/dst.bin "$RUN"/fs/*/.muster-tmp.* 2>/dev/null || true
+  rm -rf "$RUN/pulled"
+  mkdir -p "$RUN/pulled"
+  sync
+  for ((i = 1; i <= n && i <= ${#agent_pids[@]}; i++)); do
+    echo 5 >"/proc/${agent_pids[$((i - 1))]}/clear_refs" 2>/dev/null || true
+  done
+}
+agents_hwm_kb() { # the largest VmHWM (peak RSS since xfer_prepare) of hosts 1..n's agents
+  local n=$1 i m=0 v
+  for ((i = 1; i <= n && i <= ${#agent_pids[@]}; i++)); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/${agent_pids[$((i - 1))]}/status" 2>/dev/null || echo 0)
+    [ "${v:-0}" -gt "$m" ] && m=$v
+  done
+  echo "$m"
+}
+
+# xfer_validate tool cmd n rc out err verify -> "" when every destination is right
+XFER_VERIFIED=0
+xfer_validate() {
+  local tool=$1 cmd=$2 n=$3 rc=$4 out=$5 err=$6 verify=$7 mib size got files=() f h
+  mib=$(xfer_size "$cmd")
+  size=$((mib * 1048576))
+  XFER_VERIFIED=0
+  [ "$rc" = 0 ] || { echo "exit $rc: $(head -c 200 "$err")"; return; }
+  case $tool in
+    muster)
+      grep -qE "^ctl: $n hosts? in .*: $n ok\$" "$err" || { echo "summary is not '$n ok': $(tail -n 1 "$err")"; return; }
+      got=$(grep -c ': ok ' "$out" || true)
+      [ "$got" = "$n" ] || { echo "$got of $n hosts 'ok'"; return; }
+      grep -q unchanged "$out" && { echo "a host answered unchanged"; return; } ;;
+    pscp | pslurp)
+      got=$(grep -c '\[SUCCESS\]' "$out" || true)
+      [ "$got" = "$n" ] || { echo "$got of $n SUCCESS"; return; } ;;
+    ansible-copy)
+      got=$(grep -cE ' \| CHANGED' "$out" || true)
+      [ "$got" = "$n" ] || { echo "$got of $n CHANGED"; return; } ;;
+    sha256sum | openssl-sha256)
+      grep -q "${SHA[$mib]}" "$out" || { echo "wrong digest"; return; }
+      XFER_VERIFIED=1; echo ""; return ;;
+    tcp)
+      grep -q " ok\$" "$out" || { echo "tcp: $(cat "$out")"; return; }
+      XFER_VERIFIED=1; echo ""; return ;;
+    ssh-stream*)
+      [ -s "$err" ] && { echo "stderr: $(head -c 200 "$err")"; return; }
+      echo ""; return ;;
+    *)
+      if [ -s "$err" ] && [ -n "$(sed -E 's#clush: *[0-9]+/[0-9]+[ \r\b]*##g' "$err" | tr -d ' \r\n\b')" ]; then
+        echo "stderr: $(head -c 200 "$err")"; return
+      fi ;;
+  esac
+  case $cmd in
+    push*) for ((h = 1; h <= n; h++)); do files+=("$RUN/fs/$h/dst.bin"); done ;;
+    pull*) mapfile -t files < <(find "$RUN/pulled" -type f -name "src$mib.bin*" | sort) ;;
+  esac
+  [ "${#files[@]}" = "$n" ] || { echo "${#files[@]} of $n destination files"; return; }
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || { echo "missing $f"; return; }
+    [ "$(stat -c %s "$f")" = "$size" ] || { echo "$f: size $(stat -c %s "$f"), not $size"; return; }
+  done
+  if [ "$verify" = 1 ]; then
+    got=$(printf '%s\n' "${files[@]}" | xargs -P 2 -n 1 openssl dgst -sha256 -r | cut -d' ' -f1 | sort | uniq -c || true)
+    [ "$got" = "$(printf '%7d %s' "$n" "${SHA[$mib]}")" ] || { echo "sha256 mismatch: $got"; return; }
+    XFER_VERIFIED=1
+  fi
+  echo ""
+}
+
+phase_xfer() {    # kind (push|pull) n mib
+  local kind=$1 n=$2 mib=$3 cmd=$1$3 tools=() t all rounds
+  [ "$kind" = push ] && all=$ALL_PUSH_TOOLS || all=$ALL_PULL_TOOLS
+  for t in $all; do
+    if [ "$kind" = push ]; then case " $PUSH_TOOLS " in *" $t "*) ;; *) continue ;; esac
+    else case " $PULL_TOOLS " in *" $t "*) ;; *) continue ;; esac; fi
+    case $t in
+      scp-xargs) [ "$n" -gt 1 ] || continue ;;
+      scp-loop)
+        if [ "$n" -gt 1 ] && [ $((n * mib)) -gt "$SCP_LOOP_MAX_BYTES" ]; then
+          note "$cmd N=$n: sequential scp loop skipped ($n x $mib MiB > SCP_LOOP_MAX_BYTES=$SCP_LOOP_MAX_BYTES), for time; scp-xargs stands in"
+          continue
+        fi ;;
+      ansible-copy)
+        if [ "$mib" -gt "$ANSIBLE_COPY_MAX_MIB" ]; then
+          grep -q "ansible -m copy only up to" "$NOTES" || note "ansible -m copy only up to $ANSIBLE_COPY_MAX_MIB MiB (ANSIBLE_COPY_MAX_MIB), for time"
+          continue
+        fi ;;
+      tcp | ssh-stream* | sha256sum | openssl-sha256) [ "$n" = 1 ] || continue ;;
+    esac
+    tools+=("$t")
+  done
+  write_hosts "$n"
+  rounds=$R
+  [ "$mib" -ge "$BIG_MIB" ] && rounds=$R_BIG
+  for t in "${tools[@]}"; do echo "$cmd N=$n $t: $(xfer_cmdline "$t" "$cmd" "$n")" >>"$RUN/cmdlines.txt"; done
+  local round k nt=${#tools[@]}
+  for ((round = 0; round <= rounds; round++)); do
+    for ((k = 0; k < nt; k++)); do
+      t=${tools[$(((k + round) % nt))]}
+      case $t in ansible-*)
+        if awk -v a="$ansible_spent" -v b="$ANSIBLE_BUDGET" 'BEGIN {exit !(a > b)}'; then
+          continue
+        fi ;;
+      esac
+      R_CUR=$rounds run_sample "$n" "$cmd" "$t" "$round"
+    done
+  done
+  xfer_prepare "$n"
+}
+
 ansible_spent=0
 sample_no=0
 run_sample() {    # n cmd tool round
   local n=$1 cmd=$2 tool=$3 round=$4 line tag out err tf t0 t1 c0 c1 h0 h1 m0 m1 rc reason
   local warm=0
   [ "$round" = 0 ] && warm=1
-  line=$(tool_cmdline "$tool" "$cmd" "$n")
+  if is_xfer "$cmd"; then
+    line=$(xfer_cmdline "$tool" "$cmd" "$n")
+    xfer_prepare "$n"
+  else
+    line=$(tool_cmdline "$tool" "$cmd" "$n")
+  fi
   sample_no=$((sample_no + 1))
   tag="$RUN/out/$n-$cmd-$tool-$round"
   out=$tag.out err=$tag.err tf=$tag.time
@@ -381,14 +605,27 @@ run_sample() {    # n cmd tool round
     sleep 0.05
   done
   c1=$(cg_usage client); h1=$(cg_usage hosts); m1=$(cg_total)
-  # One line, no tabs: it is a field of results.tsv (progress meters write \r).
-  reason=$(validate "$tool" "$cmd" "$n" "$rc" "$out" "$err")
+  local hwm="" psync="" verified=""
+  if is_xfer "$cmd"; then
+    hwm=$(agents_hwm_kb "$n")
+    local s0=$EPOCHREALTIME
+    sync
+    psync=$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.4f", b - a}')
+    local vf=0
+    case " $VERIFY_ROUNDS " in *" $round "*) vf=1 ;; esac
+    xfer_validate "$tool" "$cmd" "$n" "$rc" "$out" "$err" "$vf" >"$tag.reason"
+    reason=$(cat "$tag.reason"); rm -f "$tag.reason"
+    verified=$XFER_VERIFIED
+  else
+    # One line, no tabs: it is a field of results.tsv (progress meters write \r).
+    reason=$(validate "$tool" "$cmd" "$n" "$rc" "$out" "$err")
+  fi
   reason=${reason//[$'\t\r\n\b']/ }
   local valid=1
   [ -n "$reason" ] && valid=0
   local te us ss mr
   read -r te us ss mr < <(tail -n 1 "$tf" 2>/dev/null || echo "nan nan nan nan")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$n" "$cmd" "$tool" "$round" "$warm" "$valid" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}')" \
     "$te" "$us" "$ss" "$mr" \
@@ -396,11 +633,11 @@ run_sample() {    # n cmd tool round
     "$(awk -v a="$h0" -v b="$h1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')" \
     "$(awk -v a="$m0" -v b="$m1" -v c="$c0" -v d="$c1" -v e="$h0" -v f="$h1" \
         'BEGIN {x = ((b - a) - (d - c) - (f - e)) / 1e9; if (x < 0) x = 0; printf "%.4f", x}')" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$reason" >>"$RESULTS"
+    "$(cut -d' ' -f1 /proc/loadavg)" "$reason" "$hwm" "$psync" "$verified" >>"$RESULTS"
   if [ "$valid" = 1 ]; then
     log "N=$n $cmd $tool r$round: $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') s"
     # Keep the raw output of a valid sample only for the last round (space).
-    [ "$round" -lt "$R" ] && rm -f "$out" "$err"
+    [ "$round" -lt "${R_CUR:-$R}" ] && rm -f "$out" "$err"
   else
     log "N=$n $cmd $tool r$round: INVALID ($reason)"
   fi
@@ -408,6 +645,7 @@ run_sample() {    # n cmd tool round
 }
 
 has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
+has_phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
 phase_run() {     # the peer comparison at one N
   local n=$1 tools=() t
@@ -499,7 +737,7 @@ cp "$SSHCFG" "$RUN/ssh_config"
 maxn=0
 for n in $NS; do [ "$n" -gt "$maxn" ] && maxn=$n; done
 t_start=$EPOCHREALTIME
-if [ "$maxn" -gt 0 ]; then
+if [ "$maxn" -gt 0 ] && has_phase run; then
   need_sshd=0
   for t in $TOOLS; do case $t in muster | floor) ;; *) need_sshd=1 ;; esac; done
   [ "$need_sshd" = 1 ] && start_sshds "$maxn"
@@ -510,7 +748,39 @@ if [ "$maxn" -gt 0 ]; then
   done
 fi
 
-if [ -n "$SCALE_NS" ] && has_tool muster; then
+if has_phase push || has_phase pull; then
+  pmax=0
+  for n in $PUSH_NS; do [ "$n" -gt "$pmax" ] && pmax=$n; done
+  [ "$pmax" -gt "$n_sshd" ] && start_sshds "$pmax"
+  [ "$pmax" -gt "$n_agents" ] && start_agents "$pmax"
+  echo "PHASES=$PHASES" >>"$RUN/meta.txt"
+  echo "PUSH_NS=$PUSH_NS" >>"$RUN/meta.txt"
+  echo "PUSH_SIZES=$PUSH_SIZES" >>"$RUN/meta.txt"
+  echo "R_BIG=$R_BIG" >>"$RUN/meta.txt"
+  echo "BIG_MIB=$BIG_MIB" >>"$RUN/meta.txt"
+  echo "ANSIBLE_COPY_MAX_MIB=$ANSIBLE_COPY_MAX_MIB" >>"$RUN/meta.txt"
+  echo "SCP_LOOP_MAX_BYTES=$SCP_LOOP_MAX_BYTES" >>"$RUN/meta.txt"
+  echo "VERIFY_ROUNDS=$VERIFY_ROUNDS" >>"$RUN/meta.txt"
+  echo "disk=$(df -h --output=source,fstype,size "$RUN" | tail -n 1 | tr -s ' ')" >>"$RUN/meta.txt"
+  echo "openssl_version=$(openssl version)" >>"$RUN/meta.txt"
+  echo "sha256sum=$(sha256sum --version | head -1)" >>"$RUN/meta.txt"
+  log "disk before: $(df -h --output=avail "$RUN" | tail -n 1)"
+  make_files
+  link_pull_sources "$pmax"
+  for kind in push pull; do
+    has_phase "$kind" || continue
+    for mib in $PUSH_SIZES; do
+      for n in $PUSH_NS; do
+        phase_xfer "$kind" "$n" "$mib"
+      done
+    done
+  done
+  # The generated files and every copy go (the raw results stay).
+  rm -rf "$RUN/src" "$RUN/pulled" "$RUN"/fs/*/*.bin "$RUN"/fs/*/.muster-tmp.* 2>/dev/null || true
+  log "disk after: $(df -h --output=avail "$RUN" | tail -n 1)"
+fi
+
+if [ -n "$SCALE_NS" ] && has_tool muster && has_phase scale; then
   for n in $SCALE_NS; do
     if [ "$n" -gt "$n_agents" ]; then
       # Measure a few agents before estimating the rest.
