@@ -17,6 +17,7 @@ use common::channel::Channel;
 use common::frame;
 use common::inventory::Host;
 use common::key::Key;
+use common::message::{Packet, Reply};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +131,69 @@ impl Connector {
         tokio::select! {
             _ = stop.cancel.cancelled() => Err(cancelled_before_start(started)),
             connected = self.connect(host, started) => connected,
+        }
+    }
+}
+
+/// Why a transfer with one host stopped, before its duration is known.
+pub(crate) struct Failure {
+    pub status: Status,
+    pub error: String,
+}
+
+impl Failure {
+    pub fn new(status: Status, error: impl ToString) -> Failure {
+        Failure {
+            status,
+            error: error.to_string(),
+        }
+    }
+
+    /// The agent refused or could not do what was asked: the host is `failed`.
+    pub fn refused(error: impl ToString) -> Failure {
+        Failure::new(Status::Failed, error)
+    }
+
+    /// The conversation itself broke (connection, protocol, silence): the host is `error`.
+    pub fn broken(error: impl ToString) -> Failure {
+        Failure::new(Status::Error, error)
+    }
+
+    pub fn at(self, started: Instant) -> HostOutcome {
+        HostOutcome::failure(self.status, self.error, started.elapsed())
+    }
+}
+
+/// The agent's next answer in a file transfer, heartbeats skipped; an `error` reply is a
+/// refusal, and nothing at all for `silence` means the host or the path is lost.
+pub(crate) async fn next_reply(
+    channel: &mut Channel<TcpStream>,
+    silence: Duration,
+) -> Result<Reply, Failure> {
+    loop {
+        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
+            let why = format!(
+                "the agent sent nothing for {}s: host or path lost",
+                silence.as_secs()
+            );
+            return Err(Failure::broken(why));
+        };
+        match received {
+            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
+            Ok(Some(Packet::Control(Reply::Error { message }))) => {
+                return Err(Failure::refused(message))
+            }
+            Ok(Some(Packet::Control(reply))) => return Ok(reply),
+            Ok(Some(other)) => {
+                let why = format!("unexpected data from the agent: {}", other.summary());
+                return Err(Failure::broken(why));
+            }
+            Ok(None) => {
+                return Err(Failure::broken(
+                    "the agent closed the connection mid-transfer",
+                ))
+            }
+            Err(err) => return Err(Failure::broken(err)),
         }
     }
 }

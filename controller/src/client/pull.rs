@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Connector, Stop};
+use super::{next_reply, Connector, Failure, Stop};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 
@@ -67,24 +67,6 @@ struct Received {
     root: Option<PathBuf>,
 }
 
-struct Failure {
-    status: Status,
-    error: String,
-}
-
-impl Failure {
-    fn new(status: Status, error: impl ToString) -> Failure {
-        Failure {
-            status,
-            error: error.to_string(),
-        }
-    }
-}
-
-fn broken(error: impl ToString) -> Failure {
-    Failure::new(Status::Error, error)
-}
-
 async fn receive_all(
     channel: &mut Channel<TcpStream>,
     get: Request,
@@ -94,8 +76,8 @@ async fn receive_all(
 ) -> Result<Received, Failure> {
     tokio::time::timeout(silence, channel.send(&Packet::Control(get)))
         .await
-        .map_err(|_| broken("the agent took nothing: host or path lost"))?
-        .map_err(broken)?;
+        .map_err(|_| Failure::broken("the agent took nothing: host or path lost"))?
+        .map_err(Failure::broken)?;
     let mut received = Received {
         bytes: 0,
         sha256: None,
@@ -118,7 +100,7 @@ async fn receive_all(
                 return Ok(received);
             }
             other => {
-                return Err(broken(format!(
+                return Err(Failure::broken(format!(
                     "unexpected reply {}",
                     Packet::Control(other).summary()
                 )))
@@ -128,14 +110,12 @@ async fn receive_all(
             // Made only once there is something to put in it: a host that fails leaves no
             // empty folder behind.
             std::fs::create_dir_all(local_base).map_err(|err| {
-                Failure::new(
-                    Status::Failed,
-                    format!("cannot create {}: {err}", local_base.display()),
-                )
+                Failure::refused(format!("cannot create {}: {err}", local_base.display()))
             })?;
         }
-        let local = safe_local_path(local_base, &path)
-            .ok_or_else(|| broken(format!("the agent sent the unsafe path {path:?}; refused")))?;
+        let local = safe_local_path(local_base, &path).ok_or_else(|| {
+            Failure::broken(format!("the agent sent the unsafe path {path:?}; refused"))
+        })?;
         received.root.get_or_insert_with(|| local.clone());
         match kind {
             EntryKind::Dir => make_dir(&local, mode)?,
@@ -161,12 +141,8 @@ async fn receive_file(
     progress: &Progress,
     silence: Duration,
 ) -> Result<String, Failure> {
-    let failed_at = |err: std::io::Error| {
-        Failure::new(
-            Status::Failed,
-            format!("cannot write {}: {err}", local.display()),
-        )
-    };
+    let failed_at =
+        |err: std::io::Error| Failure::refused(format!("cannot write {}: {err}", local.display()));
     let temp = TempFile::beside(local);
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
@@ -180,26 +156,30 @@ async fn receive_file(
     while left > 0 {
         let chunk = match tokio::time::timeout(silence, channel.recv::<Reply>()).await {
             Err(_) => {
-                return Err(broken(format!(
+                return Err(Failure::broken(format!(
                     "the agent sent nothing for {}s: host or path lost",
                     silence.as_secs()
                 )))
             }
             Ok(Ok(Some(Packet::FileData(chunk)))) => chunk,
             Ok(Ok(Some(Packet::Control(Reply::Error { message })))) => {
-                return Err(Failure::new(Status::Failed, message))
+                return Err(Failure::refused(message))
             }
             Ok(Ok(Some(other))) => {
-                return Err(broken(format!(
+                return Err(Failure::broken(format!(
                     "expected file data, got {}",
                     other.summary()
                 )))
             }
-            Ok(Ok(None)) => return Err(broken("the agent closed the connection mid-file")),
-            Ok(Err(err)) => return Err(broken(err)),
+            Ok(Ok(None)) => {
+                return Err(Failure::broken("the agent closed the connection mid-file"))
+            }
+            Ok(Err(err)) => return Err(Failure::broken(err)),
         };
         if chunk.len() as u64 > left {
-            return Err(broken("the agent sent more data than it announced"));
+            return Err(Failure::broken(
+                "the agent sent more data than it announced",
+            ));
         }
         left -= chunk.len() as u64;
         hasher.update(&chunk);
@@ -213,13 +193,13 @@ async fn receive_file(
     match next_reply(channel, silence).await? {
         Reply::EntryEnd { sha256 } if sha256 == ours => {}
         Reply::EntryEnd { sha256 } => {
-            return Err(broken(format!(
+            return Err(Failure::broken(format!(
                 "checksum mismatch for {}: received {ours}, the agent read {sha256}",
                 local.display()
             )))
         }
         other => {
-            return Err(broken(format!(
+            return Err(Failure::broken(format!(
                 "unexpected reply {}",
                 Packet::Control(other).summary()
             )))
@@ -234,35 +214,6 @@ async fn receive_file(
     Ok(ours)
 }
 
-/// The agent's next answer (heartbeats skipped), or a failure when it says nothing at all
-/// for `silence`.
-async fn next_reply(channel: &mut Channel<TcpStream>, silence: Duration) -> Result<Reply, Failure> {
-    loop {
-        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
-            let why = format!(
-                "the agent sent nothing for {}s: host or path lost",
-                silence.as_secs()
-            );
-            return Err(broken(why));
-        };
-        match received {
-            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
-            Ok(Some(Packet::Control(Reply::Error { message }))) => {
-                return Err(Failure::new(Status::Failed, message))
-            }
-            Ok(Some(Packet::Control(reply))) => return Ok(reply),
-            Ok(Some(other)) => {
-                return Err(broken(format!(
-                    "unexpected data from the agent: {}",
-                    other.summary()
-                )))
-            }
-            Ok(None) => return Err(broken("the agent closed the connection mid-pull")),
-            Err(err) => return Err(broken(err)),
-        }
-    }
-}
-
 fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
     // A link (or file) at this very path, planted by an earlier entry, must not be
     // followed: creating or chmod-ing "through" it would touch something outside DEST.
@@ -273,36 +224,24 @@ fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
                 "the agent sent a folder where {} is a link or file; refused",
                 local.display()
             );
-            return Err(broken(why));
+            return Err(Failure::broken(why));
         }
-        Err(_) => std::fs::create_dir(local).map_err(|err| {
-            Failure::new(
-                Status::Failed,
-                format!("cannot create {}: {err}", local.display()),
-            )
-        })?,
+        Err(_) => std::fs::create_dir(local)
+            .map_err(|err| Failure::refused(format!("cannot create {}: {err}", local.display())))?,
     }
     // Keep the owner's access so the entries below can be written.
     std::fs::set_permissions(
         local,
         std::fs::Permissions::from_mode(local_mode(mode) | 0o700),
     )
-    .map_err(|err| {
-        Failure::new(
-            Status::Failed,
-            format!("cannot set the mode of {}: {err}", local.display()),
-        )
-    })
+    .map_err(|err| Failure::refused(format!("cannot set the mode of {}: {err}", local.display())))
 }
 
 fn make_link(local: &Path, target: &str) -> Result<(), Failure> {
     let temp = TempFile::beside(local);
     let made = std::os::unix::fs::symlink(target, temp.path()).and_then(|()| temp.persist(local));
     made.map_err(|err| {
-        Failure::new(
-            Status::Failed,
-            format!("cannot create the link {}: {err}", local.display()),
-        )
+        Failure::refused(format!("cannot create the link {}: {err}", local.display()))
     })
 }
 

@@ -18,7 +18,7 @@ use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 
-use super::{Connector, Stop};
+use super::{next_reply, Connector, Failure, Stop};
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
@@ -92,32 +92,6 @@ pub async fn push(
     }
 }
 
-/// A failure of one entry, before its duration is known.
-struct EntryFailure {
-    status: Status,
-    error: String,
-}
-
-impl EntryFailure {
-    fn at(self, started: Instant) -> HostOutcome {
-        HostOutcome::failure(self.status, self.error, started.elapsed())
-    }
-}
-
-fn failed(error: String) -> EntryFailure {
-    EntryFailure {
-        status: Status::Failed,
-        error,
-    }
-}
-
-fn broken(error: impl ToString) -> EntryFailure {
-    EntryFailure {
-        status: Status::Error,
-        error: error.to_string(),
-    }
-}
-
 async fn push_entry(
     channel: &mut Channel<TcpStream>,
     job: &PushJob,
@@ -125,7 +99,7 @@ async fn push_entry(
     remote_root: &mut String,
     progress: &Progress,
     silence: Duration,
-) -> Result<Sent, EntryFailure> {
+) -> Result<Sent, Failure> {
     let is_root = entry.rel.is_empty();
     // The root goes where the operator said (and into it, if it is a directory there);
     // everything else goes below wherever the agent put the root.
@@ -156,7 +130,7 @@ async fn push_entry(
         },
     };
     send_within(channel, &Packet::Control(request), silence).await?;
-    match recv_reply(channel, silence).await? {
+    match next_reply(channel, silence).await? {
         Reply::Made { path, created } => {
             if is_root {
                 *remote_root = path;
@@ -176,11 +150,11 @@ async fn push_entry(
                 return Ok(Sent::Unchanged);
             }
             send_file(channel, entry, progress, silence).await?;
-            match recv_reply(channel, silence).await? {
+            match next_reply(channel, silence).await? {
                 Reply::PutDone { sha256, bytes, .. } if sha256 == entry.sha256 => {
                     Ok(Sent::Changed(bytes))
                 }
-                Reply::PutDone { sha256, .. } => Err(failed(format!(
+                Reply::PutDone { sha256, .. } => Err(Failure::refused(format!(
                     "the agent wrote data hashing to {sha256}, expected {}",
                     entry.sha256
                 ))),
@@ -198,7 +172,7 @@ async fn restore_dir_modes(
     job: &PushJob,
     remote_root: &str,
     silence: Duration,
-) -> Result<(), EntryFailure> {
+) -> Result<(), Failure> {
     let closed = job
         .tree
         .entries
@@ -217,7 +191,7 @@ async fn restore_dir_modes(
             mkdir: false,
         };
         send_within(channel, &Packet::Control(request), silence).await?;
-        match recv_reply(channel, silence).await? {
+        match next_reply(channel, silence).await? {
             Reply::Made { .. } => {}
             other => return Err(unexpected(other)),
         }
@@ -235,7 +209,7 @@ async fn send_file(
     entry: &LocalEntry,
     progress: &Progress,
     silence: Duration,
-) -> Result<(), EntryFailure> {
+) -> Result<(), Failure> {
     let (chunks, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
     let (path, size) = (entry.path.clone(), entry.size);
     let reader = tokio::task::spawn_blocking(move || read_chunks(&path, size, &chunks));
@@ -246,8 +220,8 @@ async fn send_file(
     }
     match reader.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(why)) => Err(broken(why)),
-        Err(err) => Err(broken(format!("the reader task failed: {err}"))),
+        Ok(Err(why)) => Err(Failure::broken(why)),
+        Err(err) => Err(Failure::broken(format!("the reader task failed: {err}"))),
     }
 }
 
@@ -286,48 +260,18 @@ async fn send_within(
     channel: &mut Channel<TcpStream>,
     packet: &Packet<Request>,
     silence: Duration,
-) -> Result<(), EntryFailure> {
+) -> Result<(), Failure> {
     match tokio::time::timeout(silence, channel.send(packet)).await {
-        Err(_) => Err(broken(format!(
+        Err(_) => Err(Failure::broken(format!(
             "the agent took no data for {}s: host or path lost",
             silence.as_secs()
         ))),
-        Ok(result) => result.map_err(broken),
+        Ok(result) => result.map_err(Failure::broken),
     }
 }
 
-/// The agent's next answer (heartbeats skipped), or a failure when it says nothing at all
-/// for `silence`.
-async fn recv_reply(
-    channel: &mut Channel<TcpStream>,
-    silence: Duration,
-) -> Result<Reply, EntryFailure> {
-    loop {
-        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
-            let why = format!(
-                "the agent answered nothing for {}s: host or path lost",
-                silence.as_secs()
-            );
-            return Err(broken(why));
-        };
-        match received {
-            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
-            Ok(Some(Packet::Control(Reply::Error { message }))) => return Err(failed(message)),
-            Ok(Some(Packet::Control(reply))) => return Ok(reply),
-            Ok(Some(other)) => {
-                return Err(broken(format!(
-                    "unexpected data from the agent: {}",
-                    other.summary()
-                )))
-            }
-            Ok(None) => return Err(broken("the agent closed the connection mid-push")),
-            Err(err) => return Err(broken(err)),
-        }
-    }
-}
-
-fn unexpected(reply: Reply) -> EntryFailure {
-    broken(format!(
+fn unexpected(reply: Reply) -> Failure {
+    Failure::broken(format!(
         "unexpected reply {}",
         Packet::Control(reply).summary()
     ))
