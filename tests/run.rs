@@ -24,6 +24,17 @@ fn background_sleep(pid_file: &std::path::Path) -> String {
     format!("sleep 300 & echo $! > '{}'; wait", pid_file.display())
 }
 
+/// One agent, `web1`, that escalates from SIGTERM to SIGKILL after 1 s, so the tests that
+/// stop commands do not wait out the default grace.
+fn fleet_with_quick_kill() -> (Fleet, Agent) {
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--kill-grace", "1"])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    (fleet, web1)
+}
+
 fn assert_process_ends(pid: i32) {
     wait_until(
         &format!("the remote background process {pid} is gone"),
@@ -229,11 +240,7 @@ fn gather_prints_each_distinct_output_once_under_its_hosts() {
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--kill-grace", "1"])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_with_quick_kill(); // kept alive until the test ends
     let pid_file = fleet.path("sleep.pid");
 
     let started = Instant::now();
@@ -262,11 +269,7 @@ fn timeout_kills_the_whole_process_group() {
 
 #[test]
 fn ctrl_c_cancels_remote_commands_and_exits_130() {
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--kill-grace", "1"])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_with_quick_kill(); // kept alive until the test ends
     let pid_file = fleet.path("sleep.pid");
 
     let ctl = fleet
@@ -384,11 +387,7 @@ fn ping_reports_every_agent_with_its_version() {
 
 #[test]
 fn timeout_kills_group_members_that_ignore_sigterm() {
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--kill-grace", "1"])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_with_quick_kill(); // kept alive until the test ends
     let pid_file = fleet.path("stubborn.pid");
     // The shell dies of SIGTERM at once; the member ignores it and does not hold the
     // output pipes, so only the SIGKILL after the grace period can end it.
@@ -449,11 +448,7 @@ fn long_output_arrives_whole_and_in_order() {
 
 #[test]
 fn a_vanished_controller_gets_its_command_killed() {
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--kill-grace", "1"])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_with_quick_kill(); // kept alive until the test ends
     let pid_file = fleet.path("sleep.pid");
 
     let ctl = fleet
@@ -510,11 +505,7 @@ fn an_unusable_log_folder_exits_2_and_runs_nothing() {
 
 #[test]
 fn an_agent_stopped_mid_command_ends_the_host() {
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--kill-grace", "1"])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, web1) = fleet_with_quick_kill();
     let pid_file = fleet.path("sleep.pid");
 
     let ctl = fleet
