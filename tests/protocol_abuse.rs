@@ -3,7 +3,7 @@
 //! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`.
 //!
 //! Frames are a 4-byte big-endian length and a payload; the client speaks first with
-//! `"MSTR" | version 1 | 32-byte nonce` (see common/src/auth.rs).
+//! `"MSTR" | version | 32-byte nonce` (see common/src/auth.rs).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -35,7 +35,8 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 
 /// A well-formed ClientHello frame.
 fn client_hello() -> Vec<u8> {
-    let mut payload = b"MSTR\x01".to_vec();
+    let mut payload = b"MSTR".to_vec();
+    payload.push(common::PROTOCOL_VERSION);
     payload.extend_from_slice(&[0x5a; 32]);
     frame(&payload)
 }

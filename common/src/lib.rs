@@ -6,9 +6,9 @@
 //!   before anything is allocated.
 //! - [`auth`]: the mutual HMAC-SHA256 challenge-response that opens every connection and
 //!   derives the per-connection session keys.
-//! - [`channel`]: after authentication, every frame carries a sequence number and an
-//!   HMAC-SHA256 tag, so frames cannot be forged, replayed or reordered. Encryption, when it
-//!   comes, belongs in this layer alone.
+//! - [`channel`]: after authentication, every frame is encrypted and authenticated with
+//!   AES-256-GCM under per-direction keys, its implicit sequence number as the nonce, so
+//!   frames cannot be read, forged, replayed or reordered.
 //! - [`message`]: what travels inside a channel frame: JSON control messages, or raw bulk bytes.
 //!
 //! Beside the wire: [`key`] reads and writes the shared key file, [`inventory`] models the
@@ -28,4 +28,4 @@ pub mod message;
 
 /// The protocol version both sides put into the handshake. A peer speaking another version is
 /// refused during the handshake, before any request is read.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
