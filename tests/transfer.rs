@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::message::{EntryKind, Packet, Reply, Request};
+use common::message::{EntryKind, Packet, PutFile, Reply, Request};
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -926,29 +926,32 @@ async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream
     }
 }
 
+/// A `PutFile` of `size` bytes to `path`, as ctl would send it.
+fn put_file(path: &str, size: usize) -> Packet<Request> {
+    Packet::Control(Request::PutFile(PutFile {
+        path: path.into(),
+        name: String::new(),
+        size: size as u64,
+        mode: 0o644,
+        mkdir: false,
+    }))
+}
+
 #[test]
-fn data_that_does_not_match_the_announced_checksum_is_refused_and_discarded() {
-    // Tried: as a controller, PutFile target.txt announcing the SHA-256 of other bytes,
-    // then send the data; then a correct PutFile on the same connection.
+fn data_that_does_not_match_the_closing_checksum_is_refused_and_discarded() {
+    // Tried: as a controller, PutFile target.txt, send the data, then close it with the
+    // SHA-256 of other bytes; then a correct push on the same connection.
     let (fleet, hosts) = fleet_of(&["web1"]);
     let files = hosts[0].files.clone();
     let dest = files.join("target.txt");
     fs::write(&dest, "old\n").unwrap();
     let data = b"new content\n";
-    let put = |sha256: String| {
-        Packet::Control(Request::PutFile {
-            path: "target.txt".into(),
-            name: String::new(),
-            size: data.len() as u64,
-            mode: 0o644,
-            sha256,
-            mkdir: false,
-        })
-    };
+    let chunk = Packet::<Request>::FileData(Bytes::from_static(data));
+    let end = |sha256: String| Packet::Control(Request::PutEnd { sha256 });
 
     let (refused, accepted) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
         channel
-            .send(&put(sha256_hex(b"other bytes")))
+            .send(&put_file("target.txt", data.len()))
             .await
             .unwrap();
         let ready = next_reply(channel).await;
@@ -956,20 +959,27 @@ fn data_that_does_not_match_the_announced_checksum_is_refused_and_discarded() {
             matches!(
                 ready,
                 Reply::PutReady {
-                    unchanged: false,
+                    held_sha256: None,
                     ..
                 }
             ),
-            "{ready:?}"
+            "a file of another size is no candidate for keeping: {ready:?}"
         );
-        let chunk = Packet::<Request>::FileData(Bytes::from_static(data));
         channel.send(&chunk).await.unwrap();
+        channel
+            .send(&end(sha256_hex(b"other bytes")))
+            .await
+            .unwrap();
         let refused = next_reply(channel).await;
 
-        channel.send(&put(sha256_hex(data))).await.unwrap();
+        channel
+            .send(&put_file("target.txt", data.len()))
+            .await
+            .unwrap();
         let ready = next_reply(channel).await;
         assert!(matches!(ready, Reply::PutReady { .. }), "{ready:?}");
         channel.send(&chunk).await.unwrap();
+        channel.send(&end(sha256_hex(data))).await.unwrap();
         (refused, next_reply(channel).await)
     });
 
@@ -978,11 +988,73 @@ fn data_that_does_not_match_the_announced_checksum_is_refused_and_discarded() {
     };
     assert!(message.contains("checksum mismatch"), "{message:?}");
     assert!(
-        matches!(accepted, Reply::PutDone { ref sha256, .. } if *sha256 == sha256_hex(data)),
+        matches!(accepted, Reply::PutDone { ref sha256, unchanged: false, .. } if *sha256 == sha256_hex(data)),
         "the connection stays usable: {accepted:?}"
     );
     assert_eq!(fs::read_to_string(&dest).unwrap(), "new content\n");
     assert_eq!(temps_in(&files), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_keep_for_content_the_agent_does_not_hold_is_refused() {
+    // Tried: as a controller, PutFile for a destination of the same size as ours (so the
+    // agent reports its hash), then PutKeep with the SHA-256 of other bytes of that size.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let dest = hosts[0].files.join("target.txt");
+    fs::write(&dest, "held\n").unwrap();
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (ready, answer) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel.send(&put_file("target.txt", 5)).await.unwrap();
+        let ready = next_reply(channel).await;
+        let keep = Request::PutKeep {
+            sha256: sha256_hex(b"other"),
+        };
+        channel.send(&Packet::Control(keep)).await.unwrap();
+        (ready, next_reply(channel).await)
+    });
+
+    assert!(
+        matches!(ready, Reply::PutReady { held_sha256: Some(ref held), .. } if *held == sha256_hex(b"held\n")),
+        "{ready:?}"
+    );
+    let Reply::Error { message } = answer else {
+        panic!("expected the keep to be refused, got {answer:?}");
+    };
+    assert!(message.contains("cannot keep"), "{message:?}");
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "held\n");
+    assert_eq!(mode_of(&dest), 0o600, "a refused keep changes no mode");
+}
+
+#[test]
+fn a_file_closed_before_all_its_bytes_arrived_is_dropped_with_the_connection() {
+    // Tried: as a controller, PutFile of 12 bytes, send 4, then PutEnd with the hash of
+    // those 4. The agent must drop the connection and leave no file and no temporary.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = hosts[0].files.clone();
+
+    let after = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel.send(&put_file("short.txt", 12)).await.unwrap();
+        let _ready = next_reply(channel).await;
+        let part = Packet::<Request>::FileData(Bytes::from_static(b"only"));
+        channel.send(&part).await.unwrap();
+        let end = Request::PutEnd {
+            sha256: sha256_hex(b"only"),
+        };
+        channel.send(&Packet::Control(end)).await.unwrap();
+        channel.recv::<Reply>().await
+    });
+
+    assert!(
+        !matches!(after, Ok(Some(_))),
+        "the agent answered instead of dropping the connection: {after:?}"
+    );
+    assert!(!files.join("short.txt").exists());
+    wait_until(
+        "the temporary file is removed",
+        Duration::from_secs(10),
+        || temps_in(&files).is_empty(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1033,5 +1105,7 @@ fn a_push_and_a_pull_are_logged_with_their_transfer_and_per_host_results() {
         }
     }
     assert_eq!(records[0]["transfer"]["bytes"], 7);
-    assert_eq!(records[0]["transfer"]["sha256"], sha.as_str());
+    // Hashed while it was sent: known at the end, not at the start.
+    assert_eq!(records[0]["transfer"]["sha256"], serde_json::Value::Null);
+    assert_eq!(records[1]["transfer"]["sha256"], sha.as_str());
 }

@@ -92,26 +92,14 @@ async fn answer_requests(
             }
             // A cancel that crossed the command's end on the wire: nothing left to cancel.
             Packet::Control(Request::Cancel) => tracing::debug!("cancel with nothing running"),
-            Packet::Control(Request::PutFile {
-                path,
-                name,
-                size,
-                mode,
-                sha256,
-                mkdir,
-            }) => {
-                let span = tracing::info_span!("op", kind = "put", %path);
-                let request = files::put::PutRequest {
-                    path,
-                    name,
-                    size,
-                    mode,
-                    sha256,
-                    mkdir,
-                };
+            Packet::Control(Request::PutFile(request)) => {
+                let span = tracing::info_span!("op", kind = "put", path = %request.path);
                 files::put::put_file(channel, request, config)
                     .instrument(span)
                     .await?;
+            }
+            Packet::Control(Request::PutEnd { .. } | Request::PutKeep { .. }) => {
+                return Err("the end of a file push that was never started".into())
             }
             Packet::Control(Request::MakeDir {
                 path,

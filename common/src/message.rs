@@ -51,24 +51,22 @@ pub enum Request {
     /// Stop the running command: its process group gets SIGTERM, then SIGKILL after a grace
     /// period. The agent still answers the pending `Exec` with [`Reply::Exit`].
     Cancel,
-    /// Write one file atomically. The agent answers [`Reply::PutReady`]; unless that says
-    /// `unchanged`, exactly `size` bytes of file data follow, and the agent answers
+    /// Write one file atomically. The agent answers [`Reply::PutReady`]. Then either exactly
+    /// `size` bytes of file data follow and a [`Request::PutEnd`], or, when the agent said it
+    /// holds a file with the same content already, a [`Request::PutKeep`]. The agent answers
     /// [`Reply::PutDone`] once the file is verified and in place (or [`Reply::Error`]).
-    PutFile {
-        /// Where to write; relative paths are inside the agent's files folder.
-        path: String,
-        /// Appended to `path` when `path` is an existing directory (scp's rule); empty for
-        /// never.
-        name: String,
-        /// Exact length of the data that follows.
-        size: u64,
-        /// Permission bits for the file.
-        mode: u32,
-        /// SHA-256 of the whole file (hex): compared with the destination to skip an
-        /// identical file, and with what was written.
+    PutFile(PutFile),
+    /// All data of the file being pushed has been sent. The agent compares `sha256` with
+    /// the SHA-256 of what it received; only if they match is the file put in place.
+    PutEnd {
+        /// SHA-256 of the whole file (hex), computed by the controller while sending.
         sha256: String,
-        /// Create missing parent folders.
-        mkdir: bool,
+    },
+    /// Instead of data: the file being pushed has the content the agent holds already
+    /// ([`Reply::PutReady`]'s `held_sha256`), so the agent keeps it and only sets its mode.
+    PutKeep {
+        /// SHA-256 of the controller's file (hex); must equal `held_sha256`.
+        sha256: String,
     },
     /// Create a directory (existing is fine). Answered with [`Reply::Made`].
     MakeDir {
@@ -100,6 +98,22 @@ pub enum Request {
     },
 }
 
+/// The body of [`Request::PutFile`]: which file to write, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutFile {
+    /// Where to write; relative paths are inside the agent's files folder.
+    pub path: String,
+    /// Appended to `path` when `path` is an existing directory (scp's rule); empty for
+    /// never.
+    pub name: String,
+    /// Exact length of the data that follows.
+    pub size: u64,
+    /// Permission bits for the file.
+    pub mode: u32,
+    /// Create missing parent folders.
+    pub mkdir: bool,
+}
+
 /// What an agent answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -125,21 +139,27 @@ pub enum Reply {
         /// Why it ended.
         reason: EndReason,
     },
-    /// The answer to [`Request::PutFile`].
+    /// The answer to [`Request::PutFile`]: the agent is ready for the data.
     PutReady {
         /// Where the file will land, resolved on the agent.
         path: String,
-        /// The destination holds this exact content already: send no data.
-        unchanged: bool,
+        /// When the destination is already a regular file of the announced size: its
+        /// SHA-256 (hex), so the controller can answer [`Request::PutKeep`] instead of
+        /// sending the same bytes again.
+        #[serde(default)]
+        held_sha256: Option<String>,
     },
-    /// The pushed file is written, synced, verified and renamed into place.
+    /// The pushed file is written, synced, verified and renamed into place, or was kept.
     PutDone {
         /// Where it landed.
         path: String,
-        /// Bytes written.
+        /// Bytes written (0 when kept).
         bytes: u64,
-        /// SHA-256 of what was written (hex).
+        /// SHA-256 of the file now in place (hex).
         sha256: String,
+        /// True when the file was kept as it was ([`Request::PutKeep`]).
+        #[serde(default)]
+        unchanged: bool,
     },
     /// The directory or link exists now.
     Made {

@@ -1,19 +1,21 @@
-//! The workstation's side of a push: what to send, listed and hashed once, before any host
-//! is contacted.
+//! The workstation's side of a push: what to send, listed once before any host is
+//! contacted.
 //!
-//! Every file is hashed up front (once per push, not per host) because the agent needs the
-//! SHA-256 before the data, to answer `unchanged` when its copy is identical. Reading the
-//! file once to hash it also brings it into the page cache, so the per-host senders that
-//! follow read it from memory rather than from the disk again.
+//! Listing only stats: nothing is read or hashed here. Each file's SHA-256 is computed while
+//! it is being sent, once for all hosts (see [`crate::source_hash`]), so the first byte goes
+//! out without a pass over the file first.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use common::message::EntryKind;
 
+use crate::source_hash::SourceHash;
+
 /// One thing to create on the hosts.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalEntry {
     /// Relative to the pushed root, `/`-separated; empty for the root itself.
     pub rel: String,
@@ -23,8 +25,9 @@ pub struct LocalEntry {
     pub mode: u32,
     /// Files: their size.
     pub size: u64,
-    /// Files: SHA-256 of their content, hex.
-    pub sha256: String,
+    /// Files: the SHA-256 of their content, shared by every host's sender; for other
+    /// kinds an unused hash of nothing.
+    pub hash: Arc<SourceHash>,
     /// Links: what they point to.
     pub target: Option<String>,
 }
@@ -39,7 +42,7 @@ pub struct LocalTree {
 }
 
 impl LocalTree {
-    /// Lists and hashes `source`. `mode` replaces the files' own modes when given.
+    /// Lists `source`. `mode` replaces the files' own modes when given.
     ///
     /// # Errors
     /// The source is missing or unreadable, or is a directory without `recursive`.
@@ -62,10 +65,11 @@ impl LocalTree {
         self.entries.iter().map(|entry| entry.size).sum()
     }
 
-    /// The root's SHA-256 when the root is a single file.
-    pub fn single_file_sha256(&self) -> Option<&str> {
+    /// The root's SHA-256 when the root is a single file and its hash is known (every byte
+    /// of it has been read by some host's sender).
+    pub fn single_file_sha256(&self) -> Option<String> {
         match self.entries.as_slice() {
-            [only] if only.kind == EntryKind::File => Some(&only.sha256),
+            [only] if only.kind == EntryKind::File => only.hash.result(),
             _ => None,
         }
     }
@@ -79,13 +83,13 @@ fn collect(
     entries: &mut Vec<LocalEntry>,
 ) -> Result<()> {
     let own_mode = meta.permissions().mode() & 0o7777;
-    let entry = |kind, mode, size, sha256, target| LocalEntry {
+    let entry = |kind, mode, size, target| LocalEntry {
         rel: rel.clone(),
         path: path.to_owned(),
         kind,
         mode,
         size,
-        sha256,
+        hash: Arc::new(SourceHash::new(size)),
         target,
     };
     if meta.file_type().is_symlink() {
@@ -95,21 +99,17 @@ fn collect(
             EntryKind::Symlink,
             own_mode,
             0,
-            String::new(),
             Some(target.to_string_lossy().into_owned()),
         ));
     } else if meta.is_file() {
-        let sha256 = common::digest::sha256_file(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
         entries.push(entry(
             EntryKind::File,
             mode.unwrap_or(own_mode),
             meta.size(),
-            sha256,
             None,
         ));
     } else if meta.is_dir() {
-        entries.push(entry(EntryKind::Dir, own_mode, 0, String::new(), None));
+        entries.push(entry(EntryKind::Dir, own_mode, 0, None));
         let mut children: Vec<_> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list {}", path.display()))?
             .collect::<std::io::Result<_>>()
@@ -152,9 +152,11 @@ mod tests {
         assert_eq!(tree.total_bytes(), 6);
         assert_eq!(tree.entries[4].kind, EntryKind::Symlink);
         assert_eq!(tree.entries[4].target.as_deref(), Some("a"));
+        assert_eq!(tree.entries[1].size, 5);
         assert_eq!(
-            tree.entries[1].sha256,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            tree.entries[1].hash.result(),
+            None,
+            "nothing is read up front"
         );
     }
 

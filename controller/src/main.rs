@@ -15,6 +15,7 @@ mod output;
 mod plan;
 mod progress;
 mod review;
+mod source_hash;
 
 use std::process::ExitCode;
 

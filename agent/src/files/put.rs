@@ -1,19 +1,23 @@
 //! Receiving pushed files: [`put_file`], and the directories and links of a tree push.
 //!
-//! A file is announced with its size and SHA-256. If the destination already holds exactly
-//! that content, the answer is `unchanged` and no data is sent. Otherwise the data is
-//! written to a temporary file beside the destination while it is hashed; only when all
-//! of it has arrived, been synced and matched the announced SHA-256 is the temporary file
-//! renamed over the destination. Any failure before that leaves the old destination as it
-//! was and removes the temporary file (see [`super::TempFile`]).
+//! A file is announced with its size. If the destination is already a regular file of that
+//! size, its SHA-256 goes back in the answer, and a controller whose file hashes the same
+//! answers `PutKeep`: nothing is sent and the file is kept. Otherwise the data is written to
+//! a temporary file beside the destination while it is hashed, and the controller sends the
+//! SHA-256 of the whole file after it (it hashes while sending, so there is no pass over the
+//! file before the first byte goes out). Only when all of it has arrived, been synced and
+//! matched that SHA-256 is the temporary file renamed over the destination. Any failure
+//! before that leaves the old destination as it was and removes the temporary file (see
+//! [`super::TempFile`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use common::channel::Channel;
-use common::message::{Packet, Reply, Request};
+use common::message::{Packet, PutFile, Reply, Request};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
@@ -25,14 +29,11 @@ use crate::session::send_within;
 /// sides busy, little enough to stay a few MiB per push.
 const WRITE_QUEUE_CHUNKS: usize = 8;
 
-/// What [`put_file`] was asked to write.
-pub struct PutRequest {
-    pub path: String,
-    pub name: String,
-    pub size: u64,
-    pub mode: u32,
-    pub sha256: String,
-    pub mkdir: bool,
+/// What the controller may send after `PutReady`.
+enum PutPacket {
+    Data(Bytes),
+    End { sha256: String },
+    Keep { sha256: String },
 }
 
 /// Serves one `PutFile`.
@@ -42,58 +43,93 @@ pub struct PutRequest {
 /// failure that only concerns this file is answered with `Reply::Error` instead.
 pub async fn put_file(
     channel: &mut Channel<TcpStream>,
-    req: PutRequest,
+    req: PutFile,
     config: &Config,
 ) -> Result<(), String> {
-    // Hex is hex: another peer may send upper case.
-    let announced = req.sha256.to_ascii_lowercase();
     let dest = destination(&config.files_dir, &req.path, &req.name);
     if let Err(message) = prepare_folder(&dest, req.mkdir) {
         return reply(channel, Reply::Error { message }, config).await;
     }
-    let unchanged =
-        with_heartbeats(channel, holds_already(&dest, req.size, &announced), config).await?;
-    if unchanged {
-        if let Err(err) = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(req.mode))
-        {
-            tracing::warn!(path = %dest.display(), error = %err, "cannot set the mode of an unchanged file");
-        }
-        tracing::info!(path = %dest.display(), "unchanged");
-        let ready = Reply::PutReady {
-            path: display(&dest),
-            unchanged: true,
-        };
-        return reply(channel, ready, config).await;
-    }
+    let held_sha256 = with_heartbeats(channel, held_hash(&dest, req.size), config).await?;
     let ready = Reply::PutReady {
         path: display(&dest),
-        unchanged: false,
+        held_sha256: held_sha256.clone(),
     };
     reply(channel, ready, config).await?;
 
-    let temp = TempFile::beside(&dest);
-    let outcome = match receive_into(channel, temp.path(), req.size, config).await? {
-        Err(message) => Reply::Error { message },
-        Ok((sha256, _)) if sha256 != announced => Reply::Error {
+    let outcome = match recv_put_packet(channel, config).await? {
+        PutPacket::Keep { sha256 } => keep(&dest, held_sha256, &sha256, req.mode),
+        first => receive_and_place(channel, &dest, &req, first, config).await?,
+    };
+    reply(channel, outcome, config).await
+}
+
+/// Answers a `PutKeep`: the destination stays, with the pushed mode, if it is what the
+/// controller thinks it is.
+fn keep(dest: &Path, held_sha256: Option<String>, asked: &str, mode: u32) -> Reply {
+    // Hex is hex: another peer may send upper case.
+    let asked = asked.to_ascii_lowercase();
+    let Some(held) = held_sha256.filter(|held| *held == asked) else {
+        return Reply::Error {
+            message: format!(
+                "cannot keep {}: it does not hold the content {asked}; the destination was left as it was",
+                dest.display()
+            ),
+        };
+    };
+    if let Err(err) = std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(path = %dest.display(), error = %err, "cannot set the mode of an unchanged file");
+    }
+    tracing::info!(path = %dest.display(), "unchanged");
+    Reply::PutDone {
+        path: display(dest),
+        bytes: 0,
+        sha256: held,
+        unchanged: true,
+    }
+}
+
+/// Receives the data (starting with `first`) and the closing hash into a temporary file,
+/// and puts it in place if it matches.
+async fn receive_and_place(
+    channel: &mut Channel<TcpStream>,
+    dest: &Path,
+    req: &PutFile,
+    first: PutPacket,
+    config: &Config,
+) -> Result<Reply, String> {
+    let temp = TempFile::beside(dest);
+    let (written, announced) =
+        match receive_into(channel, temp.path(), req.size, first, config).await? {
+            Err(message) => return Ok(Reply::Error { message }),
+            Ok(hashes) => hashes,
+        };
+    let (sha256, file) = written;
+    if sha256 != announced {
+        return Ok(Reply::Error {
             message: format!(
                 "checksum mismatch for {}: received data hashes to {sha256}, the controller announced {announced}; the destination was left as it was",
                 dest.display(),
             ),
-        },
-        Ok((sha256, file)) => {
-            // fsync of a large file can take a while on a slow disk: keep the controller
-            // informed that we are alive meanwhile.
-            let placed = with_heartbeats(channel, finish(file, temp, &dest, req.mode), config).await?;
-            match placed {
-                Ok(()) => {
-                    tracing::info!(path = %dest.display(), bytes = req.size, "file written");
-                    Reply::PutDone { path: display(&dest), bytes: req.size, sha256 }
-                }
-                Err(err) => Reply::Error { message: format!("cannot put {} in place: {err}", dest.display()) },
+        });
+    }
+    // fsync of a large file can take a while on a slow disk: keep the controller informed
+    // that we are alive meanwhile.
+    let placed = with_heartbeats(channel, finish(file, temp, dest, req.mode), config).await?;
+    Ok(match placed {
+        Ok(()) => {
+            tracing::info!(path = %dest.display(), bytes = req.size, "file written");
+            Reply::PutDone {
+                path: display(dest),
+                bytes: req.size,
+                sha256,
+                unchanged: false,
             }
         }
-    };
-    reply(channel, outcome, config).await
+        Err(err) => Reply::Error {
+            message: format!("cannot put {} in place: {err}", dest.display()),
+        },
+    })
 }
 
 /// Serves one `MakeDir`: the folder exists afterwards with `mode`, and the answer says
@@ -200,24 +236,32 @@ fn prepare_folder(dest: &Path, mkdir: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `dest` is a regular file of `size` bytes whose SHA-256 is `sha256`.
-async fn holds_already(dest: &Path, size: u64, sha256: &str) -> bool {
+/// The SHA-256 of `dest` when it is a regular file of `size` bytes: a candidate for
+/// keeping. Anything else (missing, another size, a link, unreadable) is `None`.
+async fn held_hash(dest: &Path, size: u64) -> Option<String> {
     let is_candidate =
         std::fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_file() && meta.len() == size);
     if !is_candidate {
-        return false;
+        return None;
     }
     let dest = dest.to_owned();
-    let hashed = tokio::task::spawn_blocking(move || common::digest::sha256_file(&dest)).await;
-    matches!(hashed, Ok(Ok(existing)) if existing == sha256)
+    match tokio::task::spawn_blocking(move || common::digest::sha256_file(&dest)).await {
+        Ok(Ok(held)) => Some(held),
+        _ => None,
+    }
 }
 
-/// Receives exactly `size` bytes of file data into `temp`, hashing them.
+/// The written file's (SHA-256, handle), and the SHA-256 the controller announced after
+/// the data.
+type Received = ((String, std::fs::File), String);
+
+/// Receives exactly `size` bytes of file data into `temp`, hashing them, then the
+/// controller's `PutEnd`.
 ///
 /// Hashing and writing run on a blocking thread of their own, fed through a short bounded
-/// queue, while this task receives and authenticates the next frames: the two SHA-256
-/// passes every byte needs (the channel's tag, the file's hash) then use two cores, and a
-/// slow disk still slows the controller down (the queue fills, we stop reading).
+/// queue, while this task receives and decrypts the next frames: the SHA-256 pass and the
+/// channel's decryption then use two cores, and a slow disk still slows the controller down
+/// (the queue fills, we stop reading).
 ///
 /// The outer `Result` is the connection's (the controller broke off); the inner one is the
 /// file's. After a write error (a full disk, say) the rest of the data is still read and
@@ -226,9 +270,10 @@ async fn receive_into(
     channel: &mut Channel<TcpStream>,
     temp: &Path,
     size: u64,
+    first: PutPacket,
     config: &Config,
-) -> Result<Result<(String, std::fs::File), String>, String> {
-    let (chunks, mut queue) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE_CHUNKS);
+) -> Result<Result<Received, String>, String> {
+    let (chunks, mut queue) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
     let path = temp.to_owned();
     let writer = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::OpenOptions::new()
@@ -247,44 +292,57 @@ async fn receive_into(
     });
     // The writer is always joined before returning, even when the controller broke off:
     // otherwise the caller could remove the temporary file before the writer created it.
-    let received = feed_writer(channel, &chunks, size, config).await;
+    let received = feed_writer(channel, &chunks, size, first, config).await;
     drop(chunks);
     let written = writer
         .await
         .map_err(|err| format!("the writer task failed: {err}"))
         .and_then(|written| written);
-    received.map(|()| written)
+    received.map(|announced| written.map(|written| (written, announced)))
 }
 
-/// Receives `size` bytes of file data and queues them for the writer. A closed queue means
-/// the writer failed; the data is still read to the end, so the connection stays in step.
+/// Receives `size` bytes of file data and queues them for the writer, then the `PutEnd`;
+/// returns the SHA-256 it announced (lower case). A closed queue means the writer failed;
+/// the data is still read to the end, so the connection stays in step.
 async fn feed_writer(
     channel: &mut Channel<TcpStream>,
-    chunks: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    chunks: &tokio::sync::mpsc::Sender<Bytes>,
     size: u64,
+    first: PutPacket,
     config: &Config,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let mut received = 0u64;
     let mut writing = true;
-    while received < size {
-        let chunk = recv_data(channel, config).await?;
-        received += chunk.len() as u64;
-        if received > size {
-            return Err(format!(
-                "the controller sent more than the {size} bytes it announced"
-            ));
+    let mut packet = first;
+    loop {
+        match packet {
+            PutPacket::Data(chunk) => {
+                received += chunk.len() as u64;
+                if received > size {
+                    return Err(format!(
+                        "the controller sent more than the {size} bytes it announced"
+                    ));
+                }
+                if writing && chunks.send(chunk).await.is_err() {
+                    writing = false;
+                }
+            }
+            PutPacket::End { sha256 } if received == size => return Ok(sha256.to_ascii_lowercase()),
+            PutPacket::End { .. } => return Err(format!(
+                "the controller ended the file after {received} of the {size} bytes it announced"
+            )),
+            PutPacket::Keep { .. } => {
+                return Err("the controller asked to keep a file it had started to send".into())
+            }
         }
-        if writing && chunks.send(chunk).await.is_err() {
-            writing = false;
-        }
+        packet = recv_put_packet(channel, config).await?;
     }
-    Ok(())
 }
 
-async fn recv_data(
+async fn recv_put_packet(
     channel: &mut Channel<TcpStream>,
     config: &Config,
-) -> Result<bytes::Bytes, String> {
+) -> Result<PutPacket, String> {
     match tokio::time::timeout(config.idle_timeout, channel.recv::<Request>()).await {
         Err(_) => Err(format!(
             "no file data for {}s",
@@ -292,7 +350,11 @@ async fn recv_data(
         )),
         Ok(Err(err)) => Err(err.to_string()),
         Ok(Ok(None)) => Err("the controller closed the connection mid-file".into()),
-        Ok(Ok(Some(Packet::FileData(chunk)))) => Ok(chunk),
+        Ok(Ok(Some(Packet::FileData(chunk)))) => Ok(PutPacket::Data(chunk)),
+        Ok(Ok(Some(Packet::Control(Request::PutEnd { sha256 })))) => Ok(PutPacket::End { sha256 }),
+        Ok(Ok(Some(Packet::Control(Request::PutKeep { sha256 })))) => {
+            Ok(PutPacket::Keep { sha256 })
+        }
         Ok(Ok(Some(other))) => Err(format!("expected file data, got {}", other.summary())),
     }
 }

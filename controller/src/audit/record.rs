@@ -97,7 +97,8 @@ pub struct TransferRecord {
     /// Push: bytes of file content in what was sent (per host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
-    /// Push of one file: its SHA-256.
+    /// Push of one file, in the end record: its SHA-256 (hashed while it was sent, so the
+    /// start record cannot have it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }

@@ -1,10 +1,11 @@
 //! Push to one host: create the root (file or folder), then every entry below it, each file
-//! announced with its size and SHA-256 and its data streamed only when the agent does not
-//! hold it already.
+//! announced with its size and its data streamed, followed by its SHA-256, unless the agent
+//! holds the same content already.
 //!
 //! Every host's task reads the source files itself, chunk by chunk, at its own pace: a slow
 //! host slows only its own reads, and no chunk is buffered for a host that is behind. The
-//! files were hashed just before (see `local_tree`), so these reads come from the page cache.
+//! readers share one SHA-256 per file ([`SourceHash`]): whichever is furthest ahead hashes,
+//! so a file is hashed once per push, while it is sent, whatever the number of hosts.
 
 use std::io::Read;
 use std::path::Path;
@@ -15,13 +16,14 @@ use bytes::BytesMut;
 use common::channel::Channel;
 use common::frame::MAX_DATA_CHUNK;
 use common::inventory::Host;
-use common::message::{EntryKind, Packet, Reply, Request};
+use common::message::{EntryKind, Packet, PutFile, Reply, Request};
 use tokio::net::TcpStream;
 
 use super::{next_reply, Connector, Failure, Stop};
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
+use crate::source_hash::SourceHash;
 
 /// Chunks (of up to 256 KiB) a host's reader may be ahead of its sender.
 const READ_AHEAD_CHUNKS: usize = 4;
@@ -86,7 +88,7 @@ pub async fn push(
     HostOutcome {
         status,
         bytes,
-        sha256: job.tree.single_file_sha256().map(str::to_owned),
+        sha256: job.tree.single_file_sha256(),
         path: Some(remote_root),
         ..HostOutcome::succeeded(started.elapsed())
     }
@@ -120,14 +122,13 @@ async fn push_entry(
             path,
             target: entry.target.clone().unwrap_or_default(),
         },
-        EntryKind::File => Request::PutFile {
+        EntryKind::File => Request::PutFile(PutFile {
             path,
             name,
             size: entry.size,
             mode: entry.mode,
-            sha256: entry.sha256.clone(),
             mkdir,
-        },
+        }),
     };
     send_within(channel, &Packet::Control(request), silence).await?;
     match next_reply(channel, silence).await? {
@@ -141,27 +142,72 @@ async fn push_entry(
                 Sent::Unchanged
             })
         }
-        Reply::PutReady { path, unchanged } => {
+        Reply::PutReady { path, held_sha256 } => {
             if is_root {
                 *remote_root = path;
             }
-            if unchanged {
-                progress.advance(entry.size);
-                return Ok(Sent::Unchanged);
-            }
-            send_file(channel, entry, progress, silence).await?;
-            match next_reply(channel, silence).await? {
-                Reply::PutDone { sha256, bytes, .. } if sha256 == entry.sha256 => {
-                    Ok(Sent::Changed(bytes))
-                }
-                Reply::PutDone { sha256, .. } => Err(Failure::refused(format!(
-                    "the agent wrote data hashing to {sha256}, expected {}",
-                    entry.sha256
-                ))),
-                other => Err(unexpected(other)),
-            }
+            put_data(channel, entry, held_sha256, progress, silence).await
         }
         other => Err(unexpected(other)),
+    }
+}
+
+/// After `PutReady`: asks the agent to keep what it holds if that is our content, or sends
+/// the data and its SHA-256; then checks the agent's `PutDone`.
+async fn put_data(
+    channel: &mut Channel<TcpStream>,
+    entry: &LocalEntry,
+    held_sha256: Option<String>,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<Sent, Failure> {
+    let kept = match held_sha256 {
+        Some(held) if whole_hash(entry).await? == held.to_ascii_lowercase() => {
+            let keep = Request::PutKeep { sha256: held };
+            send_within(channel, &Packet::Control(keep), silence).await?;
+            progress.advance(entry.size);
+            true
+        }
+        _ => {
+            send_file(channel, entry, progress, silence).await?;
+            let sha256 = entry
+                .hash
+                .result()
+                .expect("every byte was read, so every byte was hashed");
+            send_within(
+                channel,
+                &Packet::Control(Request::PutEnd { sha256 }),
+                silence,
+            )
+            .await?;
+            false
+        }
+    };
+    let ours = entry.hash.result();
+    match next_reply(channel, silence).await? {
+        Reply::PutDone { sha256, .. } if Some(&sha256) != ours.as_ref() => {
+            Err(Failure::refused(format!(
+                "the agent holds data hashing to {sha256}, expected {}",
+                ours.unwrap_or_default()
+            )))
+        }
+        Reply::PutDone { .. } if kept => Ok(Sent::Unchanged),
+        Reply::PutDone { bytes, .. } => Ok(Sent::Changed(bytes)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The SHA-256 of the whole file, for comparing with the copy an agent holds: what the
+/// senders have not hashed yet is read here, on a blocking thread.
+async fn whole_hash(entry: &LocalEntry) -> Result<String, Failure> {
+    let (hash, path) = (entry.hash.clone(), entry.path.clone());
+    match tokio::task::spawn_blocking(move || hash.complete(&path)).await {
+        Ok(Ok(sha256)) => Ok(sha256),
+        Ok(Err(err)) => Err(Failure::broken(format!(
+            "cannot read {}: {err}",
+            entry.path.display()
+        ))),
+        Err(err) => Err(Failure::broken(format!("the hashing task failed: {err}"))),
     }
 }
 
@@ -202,8 +248,9 @@ async fn restore_dir_modes(
 /// Streams exactly `entry.size` bytes of the file. If the file changed size since it was
 /// hashed, the push of this host is abandoned (the agent discards what it got).
 ///
-/// A blocking thread reads ahead a few chunks while this task tags and sends the previous
-/// ones, so disk (or page cache) reads and the channel's HMAC overlap.
+/// A blocking thread reads (and, when it is the furthest reader, hashes) a few chunks ahead
+/// while this task encrypts and sends the previous ones, so reading, hashing and sending
+/// overlap.
 async fn send_file(
     channel: &mut Channel<TcpStream>,
     entry: &LocalEntry,
@@ -211,8 +258,8 @@ async fn send_file(
     silence: Duration,
 ) -> Result<(), Failure> {
     let (chunks, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
-    let (path, size) = (entry.path.clone(), entry.size);
-    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, size, &chunks));
+    let (path, size, hash) = (entry.path.clone(), entry.size, entry.hash.clone());
+    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, size, &hash, &chunks));
     while let Some(chunk) = queue.recv().await {
         let n = chunk.len() as u64;
         send_within(channel, &Packet::FileData(chunk), silence).await?;
@@ -225,11 +272,12 @@ async fn send_file(
     }
 }
 
-/// Reads `size` bytes of `path` in chunks into `chunks`; stops early, with the reason, if
-/// the file cannot be read or is shorter than it was.
+/// Reads `size` bytes of `path` in chunks into `chunks`, showing each to the file's shared
+/// hash; stops early, with the reason, if the file cannot be read or is shorter than it was.
 fn read_chunks(
     path: &Path,
     size: u64,
+    hash: &SourceHash,
     chunks: &tokio::sync::mpsc::Sender<bytes::Bytes>,
 ) -> Result<(), String> {
     let cannot_read = |err: std::io::Error| format!("cannot read {}: {err}", path.display());
@@ -246,6 +294,7 @@ fn read_chunks(
             ));
         }
         buf.truncate(n);
+        hash.observe(size - left, &buf);
         left -= n as u64;
         if chunks.blocking_send(buf.freeze()).is_err() {
             // The sender gave up (the connection failed); it reports why.

@@ -31,7 +31,8 @@ pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
         destination: args.dest.clone().unwrap_or_else(|| tree.name.clone()),
         recursive,
         bytes: Some(tree.total_bytes()),
-        sha256: tree.single_file_sha256().map(str::to_owned),
+        // Known once the file has been read, which is after the start record.
+        sha256: None,
     };
     let total = tree.total_bytes();
     let job = Arc::new(PushJob {
@@ -39,11 +40,16 @@ pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
         tree,
         mkdir: args.mkdir,
     });
+    let sent_sha256 = {
+        let job = job.clone();
+        Box::new(move || job.tree.single_file_sha256())
+    };
     let shape = Shape {
         kind: Kind::Push,
         transfer,
         json: args.json,
         bytes_per_host: total,
+        sent_sha256,
     };
     transfer_flow(
         &args.targets,
@@ -72,6 +78,7 @@ pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
         transfer,
         json: args.json,
         bytes_per_host: 0,
+        sent_sha256: Box::new(|| None),
     };
     let (remote, recursive, dest) = (Arc::new(args.remote), args.recursive, args.dest);
     transfer_flow(
@@ -99,6 +106,9 @@ struct Shape {
     json: bool,
     /// Known up front for a push; 0 for a pull, whose sizes arrive with the data.
     bytes_per_host: u64,
+    /// For the end record: the SHA-256 of what a push of one file sent (known only once it
+    /// has been read).
+    sent_sha256: Box<dyn Fn() -> Option<String>>,
 }
 
 async fn transfer_flow<F, Fut>(
@@ -114,7 +124,7 @@ where
 {
     let mut op = Operation::new(shape.kind, None);
     op.transfer = Some(shape.transfer);
-    let recorded = Recorded::begin(targets, connect, log_options, op)?;
+    let mut recorded = Recorded::begin(targets, connect, log_options, op)?;
     let total = shape.bytes_per_host * recorded.targets.len() as u64;
     let progress = Arc::new(Progress::start(recorded.targets.len(), total, shape.json));
     let started = Instant::now();
@@ -137,5 +147,8 @@ where
     })
     .await;
     progress.finish();
+    if let Some(transfer) = recorded.op.transfer.as_mut() {
+        transfer.sha256 = (shape.sent_sha256)();
+    }
     Ok(recorded.end(&outcomes, &[], started.elapsed()))
 }
