@@ -926,6 +926,59 @@ async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream
     }
 }
 
+#[test]
+fn a_push_that_does_not_fit_is_refused_before_any_data_and_the_old_file_stays() {
+    // Tried: an agent in a mount namespace of its own (unshare, as a mapped root) whose
+    // files folder is a 1 MiB tmpfs holding notes.txt; push a 2 MiB file over it.
+    let fleet = Fleet::new();
+    let files = fleet.path("small");
+    fs::create_dir(&files).unwrap();
+    let files = text(&files).to_owned();
+    let mount_then_run = r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#;
+    let agent = Agent::builder(&fleet.key())
+        .wrapped_in(&["unshare", "-rm", "sh", "-c", mount_then_run, "sh", &files])
+        .flags(&["--files-dir", &files])
+        .start();
+    fleet.write_inventory(&[("small", agent.addr())], &[]);
+    let old = fleet.path("notes.txt");
+    fs::write(&old, "old notes\n").unwrap();
+    fleet
+        .ctl("push")
+        .args(&["-g", "all", text(&old)])
+        .output()
+        .assert_code(0);
+    let big = fleet.path("big.bin");
+    write_big_file(&big, 2 * MIB);
+
+    let out = fleet
+        .ctl("push")
+        .args(&["-g", "all", "--json", "-d", "notes.txt", text(&big)])
+        .output();
+
+    out.assert_code(1);
+    let results = json_sorted(&out);
+    let result = json_of(&out, &results, "small");
+    assert_eq!(result["status"], "failed", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not enough space"), "{error:?}");
+    assert_eq!(result["bytes"], 0, "refused before any data: {result}");
+    // The tmpfs is only visible inside the agent's namespace: look through the agent.
+    let listing = fleet
+        .ctl("run")
+        .args(&[
+            "-g",
+            "all",
+            &format!("ls -A {files}; cat {files}/notes.txt"),
+        ])
+        .output();
+    listing.assert_code(0);
+    assert_eq!(
+        listing.stdout(),
+        "small: notes.txt\nsmall: old notes\n",
+        "only the old file, and no temporary file, is left"
+    );
+}
+
 /// A `PutFile` of `size` bytes to `path`, as ctl would send it.
 fn put_file(path: &str, size: usize) -> Packet<Request> {
     Packet::Control(Request::PutFile(PutFile {

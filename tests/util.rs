@@ -162,6 +162,7 @@ pub struct AgentBuilder {
     key: PathBuf,
     flags: Vec<String>,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 impl AgentBuilder {
@@ -178,9 +179,24 @@ impl AgentBuilder {
         self
     }
 
+    /// Starts the agent through `wrapper` (a command line that ends by running the rest of
+    /// its arguments), e.g. to give it a mount namespace of its own.
+    pub fn wrapped_in(mut self, wrapper: &[&str]) -> AgentBuilder {
+        self.wrapper = wrapper.iter().map(|arg| arg.to_string()).collect();
+        self
+    }
+
     /// Starts the agent and waits until it says where it listens.
     pub fn start(self) -> Agent {
-        let mut child = Command::new(agent_bin())
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(agent_bin()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(agent_bin());
+                command
+            }
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "-q", "--key-file"])
             .arg(&self.key)
             .args(&self.flags)
@@ -229,6 +245,7 @@ impl Agent {
             key: key.to_owned(),
             flags: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
