@@ -56,7 +56,7 @@ pub async fn put_file(
     let temp = TempFile::beside(&dest);
     let reserved = match held_sha256 {
         Some(_) => None,
-        None => match create_reserved(temp.path(), req.size) {
+        None => match reserve(temp.path(), req.size).await {
             Ok(file) => Some(file),
             Err(message) => return reply(channel, Reply::Error { message }, config).await,
         },
@@ -72,12 +72,22 @@ pub async fn put_file(
         first => {
             let file = match reserved {
                 Some(file) => Ok(file),
-                None => create_reserved(temp.path(), req.size),
+                None => reserve(temp.path(), req.size).await,
             };
             receive_and_place(channel, (temp, file), &dest, &req, first, config).await?
         }
     };
     reply(channel, outcome, config).await
+}
+
+/// Creates the temporary file with room for `size` bytes already allocated, on a blocking
+/// thread (allocating a large file takes a while on some filesystems). Always awaited to
+/// the end, so the file never appears after its `TempFile` guard has gone.
+async fn reserve(path: &Path, size: u64) -> Result<std::fs::File, String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || create_reserved(&path, size))
+        .await
+        .unwrap_or_else(|err| Err(format!("the allocating task failed: {err}")))
 }
 
 /// Creates the temporary file with room for `size` bytes already allocated.
