@@ -245,8 +245,8 @@ async fn restore_dir_modes(
     Ok(())
 }
 
-/// Streams exactly `entry.size` bytes of the file. If the file changed size since it was
-/// hashed, the push of this host is abandoned (the agent discards what it got).
+/// Streams exactly `entry.size` bytes of the file. If the file shrank since it was listed,
+/// the push of this host is abandoned (the agent discards what it got).
 ///
 /// A blocking thread reads (and, when it is the furthest reader, hashes) a few chunks ahead
 /// while this task encrypts and sends the previous ones, so reading, hashing and sending
