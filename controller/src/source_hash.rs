@@ -83,7 +83,7 @@ impl SourceHash {
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("{} shrank while it was being pushed", path.display()),
+                    "it shrank while it was being pushed",
                 ));
             }
             let offset = state.hashed;

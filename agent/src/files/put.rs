@@ -74,7 +74,7 @@ pub async fn put_file(
                 Some(file) => Ok(file),
                 None => reserve(temp.path(), req.size).await,
             };
-            receive_and_place(channel, (temp, file), &dest, &req, first, config).await?
+            receive_and_place(channel, temp, file, &dest, &req, first, config).await?
         }
     };
     reply(channel, outcome, config).await
@@ -155,18 +155,22 @@ fn keep(dest: &Path, held_sha256: Option<String>, asked: &str, mode: u32) -> Rep
 /// matches.
 async fn receive_and_place(
     channel: &mut Channel<TcpStream>,
-    (temp, file): (TempFile, Result<std::fs::File, String>),
+    temp: TempFile,
+    file: Result<std::fs::File, String>,
     dest: &Path,
     req: &PutFile,
     first: PutPacket,
     config: &Config,
 ) -> Result<Reply, String> {
     let received = receive_into(channel, file, temp.path(), req.size, first, config).await?;
-    let (written, announced) = match received {
+    let Received {
+        file,
+        sha256,
+        announced,
+    } = match received {
         Err(message) => return Ok(Reply::Error { message }),
-        Ok(hashes) => hashes,
+        Ok(received) => received,
     };
-    let (sha256, file) = written;
     if sha256 != announced {
         return Ok(Reply::Error {
             message: format!(
@@ -313,9 +317,14 @@ async fn held_hash(dest: &Path, size: u64) -> Option<String> {
     }
 }
 
-/// The written file's (SHA-256, handle), and the SHA-256 the controller announced after
-/// the data.
-type Received = ((String, std::fs::File), String);
+/// A file received in full: the temporary file, still open for its fsync.
+struct Received {
+    file: std::fs::File,
+    /// SHA-256 of what was written (hex).
+    sha256: String,
+    /// SHA-256 the controller sent after the data (hex, lower case).
+    announced: String,
+}
 
 /// Receives exactly `size` bytes of file data into `file` (the temporary file at `temp`),
 /// hashing them, then the controller's `PutEnd`.
@@ -356,7 +365,13 @@ async fn receive_into(
         .await
         .map_err(|err| format!("the writer task failed: {err}"))
         .and_then(|written| written);
-    received.map(|announced| written.map(|written| (written, announced)))
+    received.map(|announced| {
+        written.map(|(sha256, file)| Received {
+            file,
+            sha256,
+            announced,
+        })
+    })
 }
 
 /// Receives `size` bytes of file data and queues them for the writer, then the `PutEnd`;
