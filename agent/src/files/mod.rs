@@ -9,6 +9,7 @@
 
 pub mod get;
 pub mod put;
+mod writeback;
 
 use std::path::{Path, PathBuf};
 

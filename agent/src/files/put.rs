@@ -21,6 +21,7 @@ use common::message::{Packet, PutFile, Reply, Request};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
+use super::writeback::Writeback;
 use super::{remove_stale_temps, resolve, with_heartbeats, TempFile};
 use crate::server::Config;
 use crate::session::send_within;
@@ -350,10 +351,12 @@ async fn receive_into(
     let writer = tokio::task::spawn_blocking(move || {
         let mut file = file?;
         let mut hasher = Sha256::new();
+        let mut writeback = Writeback::new();
         while let Some(chunk) = queue.blocking_recv() {
             hasher.update(&chunk);
             file.write_all(&chunk)
                 .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+            writeback.wrote(&file, chunk.len());
         }
         Ok((hex::encode(hasher.finalize()), file))
     });
