@@ -979,6 +979,46 @@ fn a_push_that_does_not_fit_is_refused_before_any_data_and_the_old_file_stays() 
     );
 }
 
+#[test]
+fn a_pull_onto_a_full_disk_fails_clearly_and_keeps_the_previous_copy() {
+    // Tried: ctl in a mount namespace of its own (unshare, as a mapped root) whose pull
+    // destination is a 1 MiB tmpfs already holding web1/big.bin from an earlier pull; pull
+    // a 2 MiB big.bin over it. The script prints what is left in the folder after ctl.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    write_big_file(&hosts[0].files.join("big.bin"), 2 * MIB);
+    let dest = fleet.path("collected");
+    fs::create_dir(&dest).unwrap();
+    let dest = text(&dest).to_owned();
+    let script = r#"dir=$1; shift
+mount -t tmpfs -o size=1m tmpfs "$dir" && mkdir "$dir/web1" && echo earlier > "$dir/web1/big.bin" || exit 99
+"$@"; code=$?
+echo "left: $(ls -A "$dir/web1") $(cat "$dir/web1/big.bin")"
+exit $code"#;
+    let out = fleet
+        .ctl_wrapped_in(&["unshare", "-rm", "sh", "-c", script, "sh", &dest])
+        .args(&["pull", "-i", text(&fleet.path("inventory.yaml"))])
+        .args(&["-g", "all", "--json", "-d", &dest, "big.bin"])
+        .output();
+    out.assert_code(1);
+    let (json, left) = out
+        .stdout()
+        .split_once("left: ")
+        .map(|(json, left)| (json.to_owned(), left.trim().to_owned()))
+        .unwrap_or_else(|| panic!("the script did not report: {}", out.stdout()));
+    let result: Value = serde_json::from_str(json.trim()).expect("one JSON result");
+    assert_eq!(result["host"], "web1", "{result}");
+    assert_eq!(result["status"], "failed", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cannot write") && error.contains("No space left"),
+        "{error:?}"
+    );
+    assert_eq!(
+        left, "big.bin earlier",
+        "only the earlier copy, and no temporary file, is left"
+    );
+}
+
 /// A `PutFile` of `size` bytes to `path`, as ctl would send it.
 fn put_file(path: &str, size: usize) -> Packet<Request> {
     Packet::Control(Request::PutFile(PutFile {

@@ -389,7 +389,21 @@ impl Fleet {
     /// `ctl` with no arguments yet, run in the fixture's folder (so `inventory.yaml` and
     /// `logs` are ctl's defaults there), for subcommands that take no `-i` (`ctl log`).
     pub fn ctl_plain(&self) -> Ctl {
-        let mut cmd = Command::new(ctl_bin());
+        self.ctl_wrapped_in(&[])
+    }
+
+    /// `ctl` with no arguments yet, started through `wrapper` (a program and its leading
+    /// arguments, say `unshare -rm sh -c SCRIPT sh`, which gets ctl's path and arguments
+    /// last), in the fixture's folder. An empty `wrapper` starts ctl itself.
+    pub fn ctl_wrapped_in(&self, wrapper: &[&str]) -> Ctl {
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(ctl_bin()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(ctl_bin());
+                command
+            }
+        };
         cmd.current_dir(self.dir.path());
         for name in CTL_ENV {
             cmd.env_remove(name);

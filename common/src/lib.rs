@@ -12,9 +12,10 @@
 //! - [`message`]: what travels inside a channel frame: JSON control messages, or raw bulk bytes.
 //!
 //! Beside the wire: [`key`] reads and writes the shared key file, [`inventory`] models the
-//! operator's grouped host list, and [`atomic_file`] is how both sides write files that
-//! appear whole or not at all. `docs/PROTOCOL.md` describes the same protocol for people
-//! writing another peer; keep the two in step.
+//! operator's grouped host list, [`atomic_file`] is how both sides write files that
+//! appear whole or not at all, and [`hashing_writer`] how they write the file data they
+//! receive. `docs/PROTOCOL.md` describes the same protocol for people writing another peer;
+//! keep the two in step.
 #![warn(missing_docs)]
 
 pub mod atomic_file;
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod channel;
 pub mod digest;
 pub mod frame;
+pub mod hashing_writer;
 pub mod inventory;
 pub mod key;
 pub mod message;

@@ -9,7 +9,6 @@
 
 pub mod get;
 pub mod put;
-mod writeback;
 
 use std::path::{Path, PathBuf};
 

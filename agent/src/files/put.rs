@@ -10,25 +10,19 @@
 //! before that leaves the old destination as it was and removes the temporary file (see
 //! [`super::TempFile`]).
 
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::channel::Channel;
+use common::hashing_writer::{HashingWriter, Written};
 use common::message::{Packet, PutFile, Reply, Request};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
-use super::writeback::Writeback;
 use super::{remove_stale_temps, resolve, with_heartbeats, TempFile};
 use crate::server::Config;
 use crate::session::send_within;
-
-/// Chunks (of up to 256 KiB) queued between receiving and writing: enough to keep both
-/// sides busy, little enough to stay a few MiB per push.
-const WRITE_QUEUE_CHUNKS: usize = 8;
 
 /// What the controller may send after `PutReady`.
 enum PutPacket {
@@ -330,11 +324,6 @@ struct Received {
 /// Receives exactly `size` bytes of file data into `file` (the temporary file at `temp`),
 /// hashing them, then the controller's `PutEnd`.
 ///
-/// Hashing and writing run on a blocking thread of their own, fed through a short bounded
-/// queue, while this task receives and decrypts the next frames: the SHA-256 pass and the
-/// channel's decryption then use two cores, and a slow disk still slows the controller down
-/// (the queue fills, we stop reading).
-///
 /// The outer `Result` is the connection's (the controller broke off); the inner one is the
 /// file's. After a write error (a full disk, say) the rest of the data is still read and
 /// dropped, so the controller gets a clear error instead of a reset connection.
@@ -346,30 +335,16 @@ async fn receive_into(
     first: PutPacket,
     config: &Config,
 ) -> Result<Result<Received, String>, String> {
-    let (chunks, mut queue) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
-    let path = temp.to_owned();
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut file = file?;
-        let mut hasher = Sha256::new();
-        let mut writeback = Writeback::new();
-        while let Some(chunk) = queue.blocking_recv() {
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-            writeback.wrote(&file, chunk.len());
-        }
-        Ok((hex::encode(hasher.finalize()), file))
-    });
-    // The writer is always joined before returning, even when the controller broke off, so
-    // that nothing writes to the temporary file once the caller removes it.
-    let received = feed_writer(channel, &chunks, size, first, config).await;
-    drop(chunks);
-    let written = writer
-        .await
-        .map_err(|err| format!("the writer task failed: {err}"))
-        .and_then(|written| written);
+    let writer = file.map(|file| HashingWriter::start(file, temp.to_owned()));
+    // The writer is always finished before returning, even when the controller broke off,
+    // so that nothing writes to the temporary file once the caller removes it.
+    let received = feed_writer(channel, writer.as_ref().ok(), size, first, config).await;
+    let written = match writer {
+        Ok(writer) => writer.finish().await,
+        Err(why) => Err(why),
+    };
     received.map(|announced| {
-        written.map(|(sha256, file)| Received {
+        written.map(|Written { file, sha256 }| Received {
             file,
             sha256,
             announced,
@@ -378,17 +353,18 @@ async fn receive_into(
 }
 
 /// Receives `size` bytes of file data and queues them for the writer, then the `PutEnd`;
-/// returns the SHA-256 it announced (lower case). A closed queue means the writer failed;
-/// the data is still read to the end, so the connection stays in step.
+/// returns the SHA-256 it announced (lower case). Without a writer (the file could not be
+/// made) or once it has failed, the data is still read to the end, so the connection stays
+/// in step.
 async fn feed_writer(
     channel: &mut Channel<TcpStream>,
-    chunks: &tokio::sync::mpsc::Sender<Bytes>,
+    writer: Option<&HashingWriter>,
     size: u64,
     first: PutPacket,
     config: &Config,
 ) -> Result<String, String> {
     let mut received = 0u64;
-    let mut writing = true;
+    let mut writing = writer.is_some();
     let mut packet = first;
     loop {
         match packet {
@@ -399,8 +375,8 @@ async fn feed_writer(
                         "the controller sent more than the {size} bytes it announced"
                     ));
                 }
-                if writing && chunks.send(chunk).await.is_err() {
-                    writing = false;
+                if let Some(writer) = writer.filter(|_| writing) {
+                    writing = writer.write(chunk).await;
                 }
             }
             PutPacket::End { sha256 } if received == size => return Ok(sha256.to_ascii_lowercase()),

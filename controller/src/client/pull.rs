@@ -5,17 +5,16 @@
 //! names (no `..`, no root, no empty parts), and no folder on the way may be a link, so a
 //! hostile or broken agent cannot make us write outside `DEST/<host>/`.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::atomic_file::TempFile;
 use common::channel::Channel;
+use common::hashing_writer::{HashingWriter, Written};
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{next_reply, Connector, Failure, Stop};
@@ -144,14 +143,57 @@ async fn receive_file(
     let failed_at =
         |err: std::io::Error| Failure::refused(format!("cannot write {}: {err}", local.display()));
     let temp = TempFile::beside(local);
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(temp.path())
-        .await
         .map_err(failed_at)?;
-    let mut hasher = Sha256::new();
+    let writer = HashingWriter::start(file, local.to_owned());
+    // The writer is finished even when the transfer broke off, so that nothing writes to
+    // the temporary file once it is removed.
+    let received = receive_data(channel, &writer, size, progress, silence).await;
+    let written = writer.finish().await.map_err(Failure::refused);
+    received?;
+    let Written { file, sha256: ours } = written?;
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|synced| synced)
+        .map_err(failed_at)?;
+    match next_reply(channel, silence).await? {
+        Reply::EntryEnd { sha256 } if sha256 == ours => {}
+        Reply::EntryEnd { sha256 } => {
+            return Err(Failure::broken(format!(
+                "checksum mismatch for {}: received {ours}, the agent read {sha256}",
+                local.display()
+            )))
+        }
+        other => {
+            return Err(Failure::broken(format!(
+                "unexpected reply {}",
+                Packet::Control(other).summary()
+            )))
+        }
+    }
+    std::fs::set_permissions(
+        temp.path(),
+        std::fs::Permissions::from_mode(local_mode(mode)),
+    )
+    .map_err(failed_at)?;
+    temp.persist(local).map_err(failed_at)?;
+    Ok(ours)
+}
+
+/// Receives `size` bytes of file data and queues them for `writer`; stops at the first
+/// write that fails (the writer's `finish` says why).
+async fn receive_data(
+    channel: &mut Channel<TcpStream>,
+    writer: &HashingWriter,
+    size: u64,
+    progress: &Progress,
+    silence: Duration,
+) -> Result<(), Failure> {
     let mut left = size;
     while left > 0 {
         let chunk = match tokio::time::timeout(silence, channel.recv::<Reply>()).await {
@@ -176,42 +218,20 @@ async fn receive_file(
             }
             Ok(Err(err)) => return Err(Failure::broken(err)),
         };
-        if chunk.len() as u64 > left {
+        let n = chunk.len() as u64;
+        if n > left {
             return Err(Failure::broken(
                 "the agent sent more data than it announced",
             ));
         }
-        left -= chunk.len() as u64;
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(failed_at)?;
-        progress.advance(chunk.len() as u64);
-    }
-    file.flush().await.map_err(failed_at)?;
-    file.sync_all().await.map_err(failed_at)?;
-    drop(file);
-    let ours = hex::encode(hasher.finalize());
-    match next_reply(channel, silence).await? {
-        Reply::EntryEnd { sha256 } if sha256 == ours => {}
-        Reply::EntryEnd { sha256 } => {
-            return Err(Failure::broken(format!(
-                "checksum mismatch for {}: received {ours}, the agent read {sha256}",
-                local.display()
-            )))
+        left -= n;
+        if !writer.write(chunk).await {
+            // The writer failed; its error is the one to report.
+            return Ok(());
         }
-        other => {
-            return Err(Failure::broken(format!(
-                "unexpected reply {}",
-                Packet::Control(other).summary()
-            )))
-        }
+        progress.advance(n);
     }
-    std::fs::set_permissions(
-        temp.path(),
-        std::fs::Permissions::from_mode(local_mode(mode)),
-    )
-    .map_err(failed_at)?;
-    temp.persist(local).map_err(failed_at)?;
-    Ok(ours)
+    Ok(())
 }
 
 fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
