@@ -902,7 +902,7 @@ fn as_controller<T>(
             let stream = tokio::net::TcpStream::connect(addr)
                 .await
                 .expect("connects");
-            common::auth::client_handshake(common::frame::framed(stream), &key)
+            common::auth::client_handshake(common::frame::framed(stream), &key, None)
                 .await
                 .expect("the agent accepts the fleet key")
         };

@@ -144,6 +144,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     }
 }
 
+impl<T> Channel<T> {
+    /// The framed stream below, for the handshake's last unencrypted frames.
+    pub(crate) fn framed_mut(&mut self) -> &mut FramedStream<T> {
+        &mut self.framed
+    }
+}
+
 impl Direction {
     fn new(session_key: &[u8]) -> Direction {
         let session =

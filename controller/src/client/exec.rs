@@ -19,7 +19,8 @@ const CANCEL_REPORT_WAIT: Duration = Duration::from_secs(10);
 /// trip alone, so that connection set-up does not hide a slow agent.
 pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
     let started = Instant::now();
-    let mut channel = match connector.connect(host, started).await {
+    // No request goes with the handshake: the round trip is timed on its own.
+    let mut channel = match connector.connect(host, started, None).await {
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
@@ -56,25 +57,12 @@ pub async fn run(
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
-    let mut channel = match connector.connect_unless_stopped(host, stop, started).await {
+    let connected =
+        connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(exec)));
+    let mut channel = match connected.await {
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
-    let sent = tokio::time::timeout(
-        connector.silence_timeout,
-        channel.send(&Packet::Control(exec)),
-    )
-    .await;
-    match sent {
-        Err(_) => {
-            return protocol_error(
-                "the agent took no request: host or path lost".into(),
-                started,
-            )
-        }
-        Ok(Err(err)) => return protocol_error(err.to_string(), started),
-        Ok(Ok(())) => {}
-    }
     follow_command(&mut channel, connector.silence_timeout, sink, stop, started).await
 }
 

@@ -17,7 +17,7 @@ use common::channel::Channel;
 use common::frame;
 use common::inventory::Host;
 use common::key::Key;
-use common::message::{Packet, Reply};
+use common::message::{Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -81,8 +81,15 @@ impl Stop {
 type Connected = Result<Channel<TcpStream>, HostOutcome>;
 
 impl Connector {
-    /// Connects and authenticates within the connect timeout.
-    pub async fn connect(&self, host: &Host, started: Instant) -> Connected {
+    /// Connects and authenticates within the connect timeout. `first`, the operation's
+    /// first request if it is known already, goes out with our half of the handshake
+    /// (see `auth::client_handshake`).
+    pub async fn connect(
+        &self,
+        host: &Host,
+        started: Instant,
+        first: Option<Packet<Request>>,
+    ) -> Connected {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let endpoint = host.endpoint();
         let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(&endpoint)).await {
@@ -108,7 +115,7 @@ impl Connector {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        let handshake = auth::client_handshake(frame::framed(stream), &self.key);
+        let handshake = auth::client_handshake(frame::framed(stream), &self.key, first.as_ref());
         match tokio::time::timeout_at(deadline, handshake).await {
             Err(_) => Err(HostOutcome::failure(
                 Status::Error,
@@ -127,10 +134,11 @@ impl Connector {
         host: &Host,
         stop: &Stop,
         started: Instant,
+        first: Option<Packet<Request>>,
     ) -> Connected {
         tokio::select! {
             _ = stop.cancel.cancelled() => Err(cancelled_before_start(started)),
-            connected = self.connect(host, started) => connected,
+            connected = self.connect(host, started, first) => connected,
         }
     }
 }

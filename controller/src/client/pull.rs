@@ -32,17 +32,19 @@ pub async fn pull(
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
-    let mut channel = match connector.connect_unless_stopped(host, stop, started).await {
-        Ok(channel) => channel,
-        Err(outcome) => return outcome,
-    };
     let get = Request::Get {
         path: remote.to_owned(),
         recursive,
     };
+    let connected =
+        connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(get)));
+    let mut channel = match connected.await {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
     let received = tokio::select! {
         _ = stop.cancel.cancelled() => Err(Failure::new(Status::Cancelled, "cancelled; the file being written was discarded")),
-        received = receive_all(&mut channel, get, &local_base, &progress, connector.silence_timeout) => received,
+        received = receive_all(&mut channel, &local_base, &progress, connector.silence_timeout) => received,
     };
     match received {
         Ok(Received {
@@ -66,17 +68,13 @@ struct Received {
     root: Option<PathBuf>,
 }
 
+/// Receives everything the agent sends in answer to the `Get` that went with the handshake.
 async fn receive_all(
     channel: &mut Channel<TcpStream>,
-    get: Request,
     local_base: &Path,
     progress: &Progress,
     silence: Duration,
 ) -> Result<Received, Failure> {
-    tokio::time::timeout(silence, channel.send(&Packet::Control(get)))
-        .await
-        .map_err(|_| Failure::broken("the agent took nothing: host or path lost"))?
-        .map_err(Failure::broken)?;
     let mut received = Received {
         bytes: 0,
         sha256: None,

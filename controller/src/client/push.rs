@@ -51,7 +51,12 @@ pub async fn push(
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
-    let mut channel = match connector.connect_unless_stopped(host, stop, started).await {
+    // Nothing goes with the handshake: push_entry sends each entry's request and reads its
+    // answer together, and one round trip per push is noise next to the data.
+    let mut channel = match connector
+        .connect_unless_stopped(host, stop, started, None)
+        .await
+    {
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
