@@ -27,6 +27,8 @@
 #   PUSH_TOOLS, PULL_TOOLS    which push/pull rows (names as in ALL_PUSH_TOOLS/ALL_PULL_TOOLS)
 #   ANSIBLE_COPY_MAX_MIB=100  `ansible -m copy` only up to this size
 #   SCP_LOOP_MAX_BYTES=1100   the sequential scp loop only while MiB x hosts is at most this
+#   PSCP_MAX_BYTES=1100       parallel-scp/parallel-slurp only while MiB x hosts is at most this
+#                             (1 GiB to 10 hosts took it about 200 s a round)
 #   VERIFY_ROUNDS="0 1"       rounds in which every destination file is sha256-checked (size
 #                             is checked in every round)
 #   REPORT=1                  run bench/report.py at the end (0: leave the raw results only)
@@ -86,6 +88,7 @@ ALL_PULL_TOOLS="muster rpdcp pslurp clush scp-loop scp-xargs"
 PULL_TOOLS=${PULL_TOOLS:-$ALL_PULL_TOOLS}
 ANSIBLE_COPY_MAX_MIB=${ANSIBLE_COPY_MAX_MIB:-100}
 SCP_LOOP_MAX_BYTES=${SCP_LOOP_MAX_BYTES:-1100}   # MiB x hosts: the sequential scp loop only up to this
+PSCP_MAX_BYTES=${PSCP_MAX_BYTES:-1100}           # MiB x hosts: parallel-scp/-slurp only up to this
 VERIFY_ROUNDS=${VERIFY_ROUNDS:-0 1}              # rounds whose every destination is sha256-checked
 PY=/usr/bin/python3                               # not the pyenv shim (its start-up is ~0.1 s)
 
@@ -518,6 +521,11 @@ phase_xfer() {    # kind (push|pull) n mib
     else case " $PULL_TOOLS " in *" $t "*) ;; *) continue ;; esac; fi
     case $t in
       scp-xargs) [ "$n" -gt 1 ] || continue ;;
+      pscp | pslurp)
+        if [ $((n * mib)) -gt "$PSCP_MAX_BYTES" ]; then
+          note "$cmd N=$n: $t skipped ($n x $mib MiB > PSCP_MAX_BYTES=$PSCP_MAX_BYTES), for time (about 200 s a round at 1 GiB x 10)"
+          continue
+        fi ;;
       scp-loop)
         if [ "$n" -gt 1 ] && [ $((n * mib)) -gt "$SCP_LOOP_MAX_BYTES" ]; then
           note "$cmd N=$n: sequential scp loop skipped ($n x $mib MiB > SCP_LOOP_MAX_BYTES=$SCP_LOOP_MAX_BYTES), for time; scp-xargs stands in"
@@ -760,6 +768,7 @@ if has_phase push || has_phase pull; then
   echo "BIG_MIB=$BIG_MIB" >>"$RUN/meta.txt"
   echo "ANSIBLE_COPY_MAX_MIB=$ANSIBLE_COPY_MAX_MIB" >>"$RUN/meta.txt"
   echo "SCP_LOOP_MAX_BYTES=$SCP_LOOP_MAX_BYTES" >>"$RUN/meta.txt"
+  echo "PSCP_MAX_BYTES=$PSCP_MAX_BYTES" >>"$RUN/meta.txt"
   echo "VERIFY_ROUNDS=$VERIFY_ROUNDS" >>"$RUN/meta.txt"
   echo "disk=$(df -h --output=source,fstype,size "$RUN" | tail -n 1 | tr -s ' ')" >>"$RUN/meta.txt"
   echo "openssl_version=$(openssl version)" >>"$RUN/meta.txt"
