@@ -4,7 +4,8 @@
 //!
 //! The receiving task only decrypts frames and queues their data; the SHA-256 pass and the
 //! writes happen on the writer's thread, so the two use two cores. The queue is short and
-//! bounded: a slow disk fills it, the receiver stops reading, and TCP slows the sender down.
+//! bounded (its length is the caller's: it is memory per file being received): a slow disk
+//! fills it, the receiver stops reading, and TCP slows the sender down.
 //!
 //! Without an early start, the kernel keeps the data in the page cache and writes most of
 //! it only when the closing fsync asks, so the sender would wait for the whole file's disk
@@ -22,10 +23,6 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// Chunks (of up to 256 KiB) queued between the receiver and the writer: enough to keep both
-/// busy, little enough to stay a few MiB per file.
-const QUEUE_CHUNKS: usize = 8;
 
 /// Bytes written between two writeback requests: large enough that the requests cost
 /// nothing next to the data, small enough to start the disk early.
@@ -48,9 +45,10 @@ pub struct Written {
 
 impl HashingWriter {
     /// Starts writing to `file` from its current position. `name` is the path that error
-    /// messages show. Must be called inside a tokio runtime.
-    pub fn start(file: File, name: PathBuf) -> HashingWriter {
-        let (queue, chunks) = mpsc::channel(QUEUE_CHUNKS);
+    /// messages show; at most `queue_chunks` chunks wait for the writer. Must be called
+    /// inside a tokio runtime.
+    pub fn start(file: File, name: PathBuf, queue_chunks: usize) -> HashingWriter {
+        let (queue, chunks) = mpsc::channel(queue_chunks);
         let thread = tokio::task::spawn_blocking(move || write_all(file, &name, chunks));
         HashingWriter { queue, thread }
     }
@@ -120,7 +118,7 @@ mod tests {
     async fn writes_every_chunk_in_order_and_hashes_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let writer = HashingWriter::start(File::create(&path).unwrap(), path.clone());
+        let writer = HashingWriter::start(File::create(&path).unwrap(), path.clone(), 4);
         // More than one writeback window, in uneven chunks.
         let data: Vec<u8> = (0..(WRITEBACK_WINDOW as usize * 2 + 12345))
             .map(|i| (i % 251) as u8)
@@ -142,7 +140,7 @@ mod tests {
             .write(true)
             .open("/dev/full")
             .expect("Linux has /dev/full");
-        let writer = HashingWriter::start(full, PathBuf::from("/dest/file"));
+        let writer = HashingWriter::start(full, PathBuf::from("/dest/file"), 4);
         let mut accepted = 0;
         while writer.write(Bytes::from_static(&[1; 4096])).await {
             accepted += 1;

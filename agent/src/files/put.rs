@@ -24,6 +24,11 @@ use super::{remove_stale_temps, resolve, with_heartbeats, TempFile};
 use crate::server::Config;
 use crate::session::send_within;
 
+/// Chunks (of up to 256 KiB) queued between receiving and writing a pushed file: enough to
+/// keep both busy, little enough to stay a few MiB. An agent receives one file per
+/// connection at a time.
+const WRITE_QUEUE_CHUNKS: usize = 8;
+
 /// What the controller may send after `PutReady`.
 enum PutPacket {
     Data(Bytes),
@@ -335,7 +340,7 @@ async fn receive_into(
     first: PutPacket,
     config: &Config,
 ) -> Result<Result<Received, String>, String> {
-    let writer = file.map(|file| HashingWriter::start(file, temp.to_owned()));
+    let writer = file.map(|file| HashingWriter::start(file, temp.to_owned(), WRITE_QUEUE_CHUNKS));
     // The writer is always finished before returning, even when the controller broke off,
     // so that nothing writes to the temporary file once the caller removes it.
     let received = feed_writer(channel, writer.as_ref().ok(), size, first, config).await;

@@ -21,6 +21,12 @@ use super::{next_reply, Connector, Failure, Stop};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 
+/// Chunks (of up to 256 KiB) queued per host between receiving and writing a pulled file.
+/// ctl receives from every host at once, so this is memory per host (about 1 MiB with the
+/// chunk being received and the one being written); the hosts, not a deep queue, keep both
+/// cores busy.
+const WRITE_QUEUE_CHUNKS: usize = 2;
+
 /// Pulls `remote` from one host into `local_base` (that host's own folder).
 pub async fn pull(
     connector: &Connector,
@@ -147,7 +153,7 @@ async fn receive_file(
         .mode(0o600)
         .open(temp.path())
         .map_err(failed_at)?;
-    let writer = HashingWriter::start(file, local.to_owned());
+    let writer = HashingWriter::start(file, local.to_owned(), WRITE_QUEUE_CHUNKS);
     // The writer is finished even when the transfer broke off, so that nothing writes to
     // the temporary file once it is removed.
     let received = receive_data(channel, &writer, size, progress, silence).await;
