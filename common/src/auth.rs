@@ -130,7 +130,12 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     let client_proof = Bytes::copy_from_slice(&proof(key, CLIENT_PROOF, &nonces));
     match first {
         Some(first) => {
-            feed(channel.framed_mut(), client_proof).await?;
+            // Buffered only: the channel's send writes both frames at once.
+            channel
+                .framed_mut()
+                .feed(client_proof)
+                .await
+                .map_err(write_failed)?;
             channel.send(first).await.map_err(AuthError::Transport)?;
         }
         None => send(channel.framed_mut(), client_proof).await?,
@@ -268,21 +273,11 @@ async fn send<T: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut FramedStream<T>,
     frame: Bytes,
 ) -> Result<(), AuthError> {
-    framed
-        .send(frame)
-        .await
-        .map_err(|err| AuthError::Transport(ChannelError::Transport(err)))
+    framed.send(frame).await.map_err(write_failed)
 }
 
-/// Buffers a frame to go out with the next send, in the same write.
-async fn feed<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut FramedStream<T>,
-    frame: Bytes,
-) -> Result<(), AuthError> {
-    framed
-        .feed(frame)
-        .await
-        .map_err(|err| AuthError::Transport(ChannelError::Transport(err)))
+fn write_failed(err: std::io::Error) -> AuthError {
+    AuthError::Transport(ChannelError::Transport(err))
 }
 
 async fn recv<T: AsyncRead + AsyncWrite + Unpin>(

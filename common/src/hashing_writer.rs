@@ -49,7 +49,7 @@ impl HashingWriter {
     /// inside a tokio runtime.
     pub fn start(file: File, name: PathBuf, queue_chunks: usize) -> HashingWriter {
         let (queue, chunks) = mpsc::channel(queue_chunks);
-        let thread = tokio::task::spawn_blocking(move || write_all(file, &name, chunks));
+        let thread = tokio::task::spawn_blocking(move || write_queued(file, &name, chunks));
         HashingWriter { queue, thread }
     }
 
@@ -72,7 +72,7 @@ impl HashingWriter {
 }
 
 /// The writer thread: hashes and writes every chunk until the queue closes.
-fn write_all(
+fn write_queued(
     mut file: File,
     name: &std::path::Path,
     mut chunks: mpsc::Receiver<Bytes>,

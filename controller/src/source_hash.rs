@@ -141,11 +141,17 @@ mod tests {
         assert_eq!(hash.result().as_deref(), Some(HELLO_WORLD));
     }
 
-    #[test]
-    fn complete_reads_what_the_readers_have_not_reached() {
+    /// A file holding `text`, in a folder that lives as long as the returned guard.
+    fn file_holding(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        std::fs::write(&path, "hello world").unwrap();
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn complete_reads_what_the_readers_have_not_reached() {
+        let (_dir, path) = file_holding("hello world");
         let hash = SourceHash::new(11);
         hash.observe(0, b"hello");
         assert_eq!(hash.complete(&path).unwrap(), HELLO_WORLD);
@@ -154,9 +160,7 @@ mod tests {
 
     #[test]
     fn complete_reports_a_file_that_shrank() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, "hello").unwrap();
+        let (_dir, path) = file_holding("hello");
         let err = SourceHash::new(11).complete(&path).unwrap_err();
         assert!(err.to_string().contains("shrank"), "{err}");
     }
