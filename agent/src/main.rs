@@ -177,8 +177,7 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
         .with_filter(filter());
     let (file_layer, guard) = match &args.log_dir {
         Some(dir) => {
-            let appender = tracing_appender::rolling::daily(dir, "agent.log");
-            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let (writer, guard) = common::diagnostics_file::daily_file_writer(dir, "agent.log");
             let layer = fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)

@@ -92,9 +92,7 @@ fn init_logging(
     // then go to stderr only.
     let file = file_dir
         .filter(|dir| std::fs::create_dir_all(dir).is_ok())
-        .map(|dir| {
-            tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, "ctl.log"))
-        });
+        .map(|dir| common::diagnostics_file::daily_file_writer(dir, "ctl.log"));
     let (file_layer, guard) = match file {
         Some((writer, guard)) => {
             let layer = fmt::layer()
