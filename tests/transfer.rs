@@ -22,7 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::util::{wait_until, Agent, CtlOutput, Fleet, RunningCtl};
+use crate::util::{peak_rss_kib, wait_until, Agent, CtlOutput, Fleet, RunningCtl};
 
 const MIB: u64 = 1024 * 1024;
 /// The large file of the large-file tests.
@@ -198,15 +198,6 @@ fn files_below(root: &Path) -> Vec<PathBuf> {
         .filter(|(_, node)| !matches!(node, Node::Dir { .. }))
         .map(|(rel, _)| root.join(rel))
         .collect()
-}
-
-/// The peak resident set (VmHWM) of a live process, in KiB; `None` once it has exited.
-fn peak_rss_kib(pid: i32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Waits for a running ctl to end within `timeout`, reading its peak resident set while it

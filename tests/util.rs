@@ -116,6 +116,15 @@ pub fn is_process_alive(pid: i32) -> bool {
     }
 }
 
+/// The peak resident set (VmHWM) of a live process, in KiB; `None` once it has exited.
+pub fn peak_rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Waits until `path` holds a process id (written by the remote command) and returns it.
 pub fn read_pid_file(path: &Path) -> i32 {
     let mut pid = None;
