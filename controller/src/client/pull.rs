@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::atomic_file::TempFile;
 use common::channel::Channel;
-use common::hashing_writer::{HashingWriter, Written};
+use common::hashing_writer::{DiskPath, HashingWriter, Written};
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
@@ -24,7 +24,8 @@ use crate::progress::Progress;
 /// Chunks (of up to 256 KiB) queued per host between receiving and writing a pulled file.
 /// ctl receives from every host at once, so this is memory per host (about 1 MiB with the
 /// chunk being received and the one being written); the hosts, not a deep queue, keep both
-/// cores busy.
+/// cores busy. For the same reason pulled files go through the page cache: writing around
+/// it takes two 1 MiB blocks per file.
 const WRITE_QUEUE_CHUNKS: usize = 2;
 
 /// Pulls `remote` from one host into `local_base` (that host's own folder).
@@ -153,7 +154,12 @@ async fn receive_file(
         .mode(0o600)
         .open(temp.path())
         .map_err(failed_at)?;
-    let writer = HashingWriter::start(file, local.to_owned(), WRITE_QUEUE_CHUNKS);
+    let writer = HashingWriter::start(
+        file,
+        local.to_owned(),
+        WRITE_QUEUE_CHUNKS,
+        DiskPath::PageCache,
+    );
     // The writer is finished even when the transfer broke off, so that nothing writes to
     // the temporary file once it is removed.
     let received = receive_data(channel, &writer, size, progress, silence).await;
