@@ -51,6 +51,10 @@ const DIRECT_BLOCK: usize = 1024 * 1024;
 /// multiples of it; 4 KiB covers disks with 512-byte and with 4 KiB logical blocks.
 const DIRECT_ALIGN: usize = 4096;
 
+/// Files of at least this size are worth writing around the page cache: the copy the
+/// kernel saves outweighs a second thread and two blocks. Smaller files go through it.
+pub const DIRECT_MIN_BYTES: u64 = 8 * 1024 * 1024;
+
 /// How the written data reaches the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskPath {
@@ -59,6 +63,17 @@ pub enum DiskPath {
     PageCache,
     /// Around the page cache where the filesystem allows it, in two 1 MiB blocks per file.
     Direct,
+}
+
+impl DiskPath {
+    /// The better way for a file of `size` bytes, memory aside.
+    pub fn for_size(size: u64) -> DiskPath {
+        if size >= DIRECT_MIN_BYTES {
+            DiskPath::Direct
+        } else {
+            DiskPath::PageCache
+        }
+    }
 }
 
 /// A file being written by its own blocking thread.

@@ -29,12 +29,6 @@ use crate::session::send_within;
 /// connection at a time.
 const WRITE_QUEUE_CHUNKS: usize = 8;
 
-/// Files of at least this size are written around the page cache (see
-/// [`DiskPath::Direct`]): the copy the kernel saves outweighs a second thread and two 1 MiB
-/// blocks, and a large push does not evict the host's own cached data. Smaller files go
-/// through the page cache.
-const DIRECT_WRITE_MIN_BYTES: u64 = 8 * 1024 * 1024;
-
 /// What the controller may send after `PutReady`.
 enum PutPacket {
     Data(Bytes),
@@ -346,11 +340,9 @@ async fn receive_into(
     first: PutPacket,
     config: &Config,
 ) -> Result<Result<Received, String>, String> {
-    let disk = if size >= DIRECT_WRITE_MIN_BYTES {
-        DiskPath::Direct
-    } else {
-        DiskPath::PageCache
-    };
+    // Large files go around the page cache: besides the kernel's copy, that keeps a large
+    // push from evicting what the host's own services have cached.
+    let disk = DiskPath::for_size(size);
     let writer =
         file.map(|file| HashingWriter::start(file, temp.to_owned(), WRITE_QUEUE_CHUNKS, disk));
     // The writer is always finished before returning, even when the controller broke off,

@@ -16,6 +16,7 @@ use common::hashing_writer::{DiskPath, HashingWriter, Written};
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use super::{next_reply, Connector, Failure, Stop};
 use crate::outcome::{HostOutcome, Status};
@@ -24,9 +25,14 @@ use crate::progress::Progress;
 /// Chunks (of up to 256 KiB) queued per host between receiving and writing a pulled file.
 /// ctl receives from every host at once, so this is memory per host (about 1 MiB with the
 /// chunk being received and the one being written); the hosts, not a deep queue, keep both
-/// cores busy. For the same reason pulled files go through the page cache: writing around
-/// it takes two 1 MiB blocks per file.
+/// cores busy.
 const WRITE_QUEUE_CHUNKS: usize = 2;
+
+/// Large pulled files written around the page cache at once ([`DiskPath::Direct`]). That
+/// takes two 1 MiB blocks per file, so memory stays within 32 MiB whatever the number of
+/// hosts; further files go through the page cache.
+const DIRECT_WRITERS: usize = 16;
+static DIRECT_WRITE_SLOTS: Semaphore = Semaphore::const_new(DIRECT_WRITERS);
 
 /// Pulls `remote` from one host into `local_base` (that host's own folder).
 pub async fn pull(
@@ -154,12 +160,16 @@ async fn receive_file(
         .mode(0o600)
         .open(temp.path())
         .map_err(failed_at)?;
-    let writer = HashingWriter::start(
-        file,
-        local.to_owned(),
-        WRITE_QUEUE_CHUNKS,
-        DiskPath::PageCache,
-    );
+    // Held until the writer has finished.
+    let direct_slot = match DiskPath::for_size(size) {
+        DiskPath::Direct => DIRECT_WRITE_SLOTS.try_acquire().ok(),
+        DiskPath::PageCache => None,
+    };
+    let disk = match direct_slot {
+        Some(_) => DiskPath::Direct,
+        None => DiskPath::PageCache,
+    };
+    let writer = HashingWriter::start(file, local.to_owned(), WRITE_QUEUE_CHUNKS, disk);
     // The writer is finished even when the transfer broke off, so that nothing writes to
     // the temporary file once it is removed.
     let received = receive_data(channel, &writer, size, progress, silence).await;
