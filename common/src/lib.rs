@@ -13,14 +13,16 @@
 //!
 //! Beside the wire: [`key`] reads and writes the shared key file, [`inventory`] models the
 //! operator's grouped host list, [`atomic_file`] is how both sides write files that
-//! appear whole or not at all, [`hashing_writer`] how they write the file data they
-//! receive, and [`diagnostics_file`] where they keep their diagnostics. `docs/PROTOCOL.md`
-//! describes the same protocol for people writing another peer; keep the two in step.
+//! appear whole or not at all, [`chunk_reader`] how they read the file data they send,
+//! [`hashing_writer`] how they write the file data they receive, and [`diagnostics_file`]
+//! where they keep their diagnostics. `docs/PROTOCOL.md` describes the same protocol for
+//! people writing another peer; keep the two in step.
 #![warn(missing_docs)]
 
 pub mod atomic_file;
 pub mod auth;
 pub mod channel;
+pub mod chunk_reader;
 pub mod diagnostics_file;
 pub mod digest;
 pub mod frame;

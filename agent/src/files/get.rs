@@ -5,13 +5,11 @@
 //! hashed while it is read and the hash follows the data, so the controller can check what
 //! it received against what was read here.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
 use common::channel::Channel;
-use common::frame::MAX_DATA_CHUNK;
+use common::chunk_reader::ChunkReader;
 use common::message::{EntryKind, Packet, Reply};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
@@ -19,6 +17,10 @@ use tokio::net::TcpStream;
 use super::{mode_of, resolve, with_heartbeats};
 use crate::server::Config;
 use crate::session::send_within;
+
+/// Chunks (of up to 256 KiB) read ahead of the one being sent: enough to keep reading and
+/// hashing busy on their own thread while this task encrypts and sends.
+const READ_AHEAD_CHUNKS: usize = 4;
 
 /// One item to send, found by [`walk`].
 struct Item {
@@ -162,38 +164,24 @@ async fn send_data(
     item: &Item,
     config: &Config,
 ) -> Result<Result<String, String>, String> {
-    let mut file = match std::fs::File::open(&item.path) {
-        Ok(file) => file,
-        Err(err) => return Ok(Err(format!("{}: {err}", item.path.display()))),
-    };
-    let mut hasher = Sha256::new();
-    let mut left = item.size;
-    while left > 0 {
-        let want = left.min(MAX_DATA_CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        // Reads from the local disk are short; doing them inline keeps the data path simple.
-        let read = tokio::task::block_in_place(|| file.read(&mut buf));
-        let n = match read {
-            Ok(0) => {
-                return Ok(Err(format!(
-                    "{} shrank while it was being read",
-                    item.path.display()
-                )))
-            }
-            Ok(n) => n,
-            Err(err) => return Ok(Err(format!("{}: {err}", item.path.display()))),
-        };
-        buf.truncate(n);
-        hasher.update(&buf);
-        left -= n as u64;
+    let mut reader = ChunkReader::start(
+        item.path.clone(),
+        item.size,
+        READ_AHEAD_CHUNKS,
+        Sha256::new(),
+    );
+    while let Some(chunk) = reader.next().await {
         send_within(
             channel,
-            &Packet::<Reply>::FileData(buf.freeze()),
+            &Packet::<Reply>::FileData(chunk),
             config.idle_timeout,
         )
         .await?;
     }
-    Ok(Ok(hex::encode(hasher.finalize())))
+    Ok(reader
+        .finish()
+        .await
+        .map(|hash| hex::encode(hash.finalize())))
 }
 
 async fn send(

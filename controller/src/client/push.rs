@@ -7,14 +7,11 @@
 //! readers share one SHA-256 per file ([`SourceHash`]): whichever is furthest ahead hashes,
 //! so a file is hashed once per push, while it is sent, whatever the number of hosts.
 
-use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use common::channel::Channel;
-use common::frame::MAX_DATA_CHUNK;
+use common::chunk_reader::ChunkReader;
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, PutFile, Reply, Request};
 use tokio::net::TcpStream;
@@ -23,7 +20,6 @@ use super::{next_reply, Connector, Failure, Stop};
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
-use crate::source_hash::SourceHash;
 
 /// Chunks (of up to 256 KiB) a host's reader may be ahead of its sender.
 const READ_AHEAD_CHUNKS: usize = 4;
@@ -262,51 +258,17 @@ async fn send_file(
     progress: &Progress,
     silence: Duration,
 ) -> Result<(), Failure> {
-    let (chunks, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
-    let (path, size, hash) = (entry.path.clone(), entry.size, entry.hash.clone());
-    let reader = tokio::task::spawn_blocking(move || read_chunks(&path, size, &hash, &chunks));
-    while let Some(chunk) = queue.recv().await {
+    let hash = entry.hash.clone();
+    let observer = move |offset: u64, chunk: &[u8]| hash.observe(offset, chunk);
+    let mut reader =
+        ChunkReader::start(entry.path.clone(), entry.size, READ_AHEAD_CHUNKS, observer);
+    while let Some(chunk) = reader.next().await {
         let n = chunk.len() as u64;
         send_within(channel, &Packet::FileData(chunk), silence).await?;
         progress.advance(n);
     }
-    match reader.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(why)) => Err(Failure::broken(why)),
-        Err(err) => Err(Failure::broken(format!("the reader task failed: {err}"))),
-    }
-}
-
-/// Reads `size` bytes of `path` in chunks into `chunks`, showing each to the file's shared
-/// hash; stops early, with the reason, if the file cannot be read or is shorter than it was.
-fn read_chunks(
-    path: &Path,
-    size: u64,
-    hash: &SourceHash,
-    chunks: &tokio::sync::mpsc::Sender<bytes::Bytes>,
-) -> Result<(), String> {
-    let cannot_read = |err: std::io::Error| format!("cannot read {}: {err}", path.display());
-    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
-    let mut left = size;
-    while left > 0 {
-        let want = left.min(MAX_DATA_CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let n = file.read(&mut buf).map_err(cannot_read)?;
-        if n == 0 {
-            return Err(format!(
-                "{} shrank while it was being pushed",
-                path.display()
-            ));
-        }
-        buf.truncate(n);
-        hash.observe(size - left, &buf);
-        left -= n as u64;
-        if chunks.blocking_send(buf.freeze()).is_err() {
-            // The sender gave up (the connection failed); it reports why.
-            return Ok(());
-        }
-    }
-    Ok(())
+    // The observer has fed the shared hash; nothing more to take from it.
+    reader.finish().await.map(drop).map_err(Failure::broken)
 }
 
 /// Sends one packet, giving up when the agent has taken nothing for `silence`.
