@@ -239,9 +239,12 @@ start_agents() {  # start agents for hosts n_agents+1..$1
   log "$want agents up"
 }
 
-agent_mem_kb() {  # mean VmRSS or Pss (field $1) of up to 50 idle agents
-  local field=$1 total=0 p c=0
-  for p in "${pids[@]}"; do
+agent_mem_kb() {  # mean VmRSS or Pss (field $1) of up to 50 idle agents, the newest
+  # ones: the first ten have served the transfers, and an estimate for agents still to be
+  # started should come from agents that, like them, have done little.
+  local field=$1 total=0 p c=0 i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    p=${pids[$i]}
     if [ -r "/proc/$p/status" ] && grep -q '^Name:.*agent' "/proc/$p/status"; then
       total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/smaps_rollup")))
       c=$((c + 1))
