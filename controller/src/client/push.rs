@@ -4,8 +4,9 @@
 //!
 //! Every host's task reads the source files itself, chunk by chunk, at its own pace: a slow
 //! host slows only its own reads, and no chunk is buffered for a host that is behind. The
-//! readers share one SHA-256 per file ([`SourceHash`]): whichever is furthest ahead hashes,
-//! so a file is hashed once per push, while it is sent, whatever the number of hosts.
+//! readers share one SHA-256 per file ([`SourceHash`](crate::source_hash::SourceHash)):
+//! whichever is furthest ahead hashes, so a file is hashed once per push, while it is sent,
+//! whatever the number of hosts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
