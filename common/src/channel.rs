@@ -33,7 +33,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::LengthDelimitedCodecError;
 
-use crate::frame::FramedStream;
+use crate::frame::{self, FramedStream};
 use crate::message::{MessageError, Packet};
 
 /// Length of the AES-GCM tag at the end of every channel frame.
@@ -116,10 +116,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     pub async fn send<C: Serialize>(&mut self, packet: &Packet<C>) -> Result<(), ChannelError> {
         let mut frame = packet.encode(TAG_LEN);
         self.send.seal(&mut frame);
-        self.framed
-            .send(frame.freeze())
-            .await
-            .map_err(ChannelError::Transport)
+        let frame = frame.freeze();
+        let sent = if self.framed.write_buffer().is_empty() {
+            frame::write_frame(self.framed.get_mut(), frame).await
+        } else {
+            // A handshake frame is buffered (a pipelined first request): both leave in
+            // one write.
+            self.framed.send(frame).await
+        };
+        sent.map_err(ChannelError::Transport)
     }
 
     /// Receives the next packet. `Ok(None)` means the peer closed the connection cleanly,

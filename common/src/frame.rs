@@ -9,10 +9,14 @@
 //! The length counts only the payload. A length above [`MAX_FRAME_LEN`] is refused as soon as
 //! the 4-byte header is read, before any buffer is sized for it, so a peer cannot make us
 //! allocate by lying about a length. The codec is tokio-util's `LengthDelimitedCodec`; this
-//! module only fixes its settings so that both binaries and the tests frame the same way.
+//! module fixes its settings so that both binaries and the tests frame the same way, and
+//! [`write_frame`] writes the same framing without the codec's copy of the payload.
 //! What goes *inside* a frame is the business of [`crate::auth`] and [`crate::channel`].
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::io;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The largest payload a frame may carry, in bytes.
@@ -42,12 +46,40 @@ pub fn framed<T: AsyncRead + AsyncWrite>(io: T) -> FramedStream<T> {
     Framed::new(io, codec())
 }
 
+/// Writes one frame straight to `io`: the header and `payload` in one vectored write,
+/// where the codec would first copy the payload into its write buffer (and keep that
+/// buffer, sized for the largest frame sent, for as long as the connection lives).
+///
+/// Only for a stream whose `Framed` has nothing buffered to write, or the frames would
+/// leave out of order.
+///
+/// # Errors
+/// A payload longer than [`MAX_FRAME_LEN`] (as the codec would refuse it), or the write's
+/// own error.
+pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, payload: Bytes) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&len| len as usize <= MAX_FRAME_LEN)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a frame of {} bytes is over the maximum of {MAX_FRAME_LEN}",
+                    payload.len()
+                ),
+            )
+        })?;
+    let header = len.to_be_bytes();
+    let mut frame = header.as_slice().chain(payload);
+    io.write_all_buf(&mut frame).await?;
+    io.flush().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{BufMut, Bytes, BytesMut};
+    use bytes::{BufMut, BytesMut};
     use futures_util::{SinkExt, StreamExt};
-    use tokio::io::AsyncWriteExt;
     use tokio_util::codec::Decoder;
 
     #[tokio::test]
@@ -61,6 +93,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&buf, b"\x00\x00\x00\x05hello");
+    }
+
+    #[tokio::test]
+    async fn a_directly_written_frame_reads_back_through_the_codec_between_coded_ones() {
+        // Tried: a coded frame, a largest-size frame written directly, another coded one;
+        // the reader gets all three whole and in order.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (mut tx, mut rx) = (framed(a), framed(b));
+        let big = Bytes::from(vec![9u8; MAX_FRAME_LEN]);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(frame) = rx.next().await {
+                got.push(frame.unwrap().freeze());
+            }
+            got
+        });
+        tx.send(Bytes::from_static(b"first")).await.unwrap();
+        write_frame(tx.get_mut(), big.clone()).await.unwrap();
+        tx.send(Bytes::from_static(b"last")).await.unwrap();
+        drop(tx);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], "first");
+        assert!(got[1] == big, "the large frame came back altered");
+        assert_eq!(got[2], "last");
+    }
+
+    #[tokio::test]
+    async fn a_direct_frame_over_the_maximum_is_refused_before_anything_is_written() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let err = write_frame(&mut a, Bytes::from(vec![0u8; MAX_FRAME_LEN + 1]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        drop(a);
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut b, &mut rest)
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "{} bytes were written", rest.len());
     }
 
     #[test]
