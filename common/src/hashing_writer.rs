@@ -432,8 +432,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_direct_write_stops_both_threads_and_names_the_file() {
+        // Tried: a file opened read-only, which takes O_DIRECT (on filesystems with direct
+        // I/O) but refuses every write (EBADF): the error comes from the second thread,
+        // which must stop the filling thread too. (/dev/full, below, refuses O_DIRECT, so
+        // it tests the page cache path either way.)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap();
+        let read_only = File::open(&path).unwrap();
+        let writer = HashingWriter::start(read_only, path.clone(), 4, DiskPath::Direct);
+        let mut accepted = 0;
+        while writer.write(Bytes::from(vec![1; 256 * 1024])).await {
+            accepted += 1;
+            assert!(accepted < 1000, "the writer never stopped");
+        }
+        let err = writer.finish().await.unwrap_err();
+        let want = format!("cannot write {}: ", path.display());
+        assert!(
+            err.starts_with(&want) && err.contains("Bad file descriptor"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_write_stops_the_writer_and_names_the_file() {
-        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        // /dev/full refuses every write with ENOSPC, as a full disk does. It also refuses
+        // O_DIRECT, so with DiskPath::Direct this is the fallback to the page cache.
         for disk in BOTH {
             let full = std::fs::OpenOptions::new()
                 .write(true)
