@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use anyhow::{Context, Result};
 pub use common::digest::sha256_hex;
@@ -103,17 +104,74 @@ pub fn kept_path(log_dir: &Path, op_id: &str, host: &str, stream: Stream) -> Pat
         .join(format!("{host}.{ext}"))
 }
 
-/// Writes one capture (nothing if the host printed nothing on that stream).
-///
-/// # Errors
-/// The file cannot be written.
-pub fn write_kept(
+/// Kept files synced at once. Syncs issued together share the disk's cache flushes: on the
+/// benchmark machine 200 small files took 27-35 ms to sync one after another, and 10-12 ms
+/// 16 at a time, at the end of every `ctl run` whose hosts printed something.
+const PARALLEL_SYNCS: usize = 16;
+
+/// What was kept of one host's stdout and stderr: `Ok(None)` when it printed nothing on
+/// that stream, `Err` when its file could not be written or synced.
+pub type KeptStreams = [Result<Option<Kept>>; 2];
+
+/// Writes every host's captures (`[stdout, stderr]`, in `hosts` order), syncs the files,
+/// [`PARALLEL_SYNCS`] at a time, then the folders that name them.
+pub fn write_all_kept(
+    log_dir: &Path,
+    op_id: &str,
+    hosts: Vec<(&str, [Capture; 2])>,
+) -> Vec<KeptStreams> {
+    let written: Vec<[Unsynced; 2]> = hosts
+        .into_iter()
+        .map(|(host, [stdout, stderr])| {
+            [
+                write_unsynced(log_dir, op_id, host, Stream::Stdout, stdout),
+                write_unsynced(log_dir, op_id, host, Stream::Stderr, stderr),
+            ]
+        })
+        .collect();
+    let files: Vec<&fs::File> = written
+        .iter()
+        .flatten()
+        .filter_map(|stream| match stream {
+            Ok(Some((_, file))) => Some(file),
+            _ => None,
+        })
+        .collect();
+    let synced = sync_all_at_once(&files);
+    if !files.is_empty() {
+        sync_folders(log_dir, op_id);
+    }
+    drop(files);
+    let mut synced = synced.into_iter();
+    written
+        .into_iter()
+        .map(|streams| {
+            streams.map(|stream| match stream {
+                Ok(Some((kept, _file))) => match synced.next() {
+                    Some(Ok(())) => Ok(Some(kept)),
+                    Some(Err(err)) => Err(err),
+                    None => unreachable!("one sync result per written file"),
+                },
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            })
+        })
+        .collect()
+}
+
+/// A kept file written but not yet synced: what the `end` record will say about it, and the
+/// open file.
+type Unsynced = Result<Option<(Kept, fs::File)>>;
+
+/// Writes one capture, without syncing it (nothing if the host printed nothing on that
+/// stream).
+fn write_unsynced(
     log_dir: &Path,
     op_id: &str,
     host: &str,
     stream: Stream,
     capture: Capture,
-) -> Result<Option<Kept>> {
+) -> Unsynced {
     if capture.is_empty() {
         return Ok(None);
     }
@@ -124,13 +182,47 @@ pub fn write_kept(
     let mut file =
         fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(&bytes)
-        .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(Some(Kept {
+    let kept = Kept {
         bytes: bytes.len() as u64,
         sha256: sha256_hex(&bytes),
         cut,
-    }))
+    };
+    Ok(Some((kept, file)))
+}
+
+/// Syncs every file's data, [`PARALLEL_SYNCS`] at a time; one result per file, in order.
+fn sync_all_at_once(files: &[&fs::File]) -> Vec<Result<()>> {
+    let per_thread = files.len().div_ceil(PARALLEL_SYNCS).max(1);
+    thread::scope(|scope| {
+        let syncing: Vec<_> = files
+            .chunks(per_thread)
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .iter()
+                        .map(|file| file.sync_data().context("cannot sync the kept output"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        syncing
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("a sync thread does not panic"))
+            .collect()
+    })
+}
+
+/// Syncs the operation's output folder and the folder above it, so that the kept files'
+/// names survive a crash as well as their data. A failure is only reported: the files
+/// themselves are synced.
+fn sync_folders(log_dir: &Path, op_id: &str) {
+    let op_folder = log_dir.join("output").join(op_id);
+    for folder in [op_folder.as_path(), &log_dir.join("output")] {
+        if let Err(err) = fs::File::open(folder).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(folder = %folder.display(), error = %err, "cannot sync the kept output's folder");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +247,54 @@ mod tests {
         assert!(cut);
         assert!(text.starts_with("0123\n[ctl: 14 bytes cut here"), "{text}");
         assert!(text.ends_with("of 22 bytes]\nXYZ!"), "{text}");
+    }
+
+    fn capture_of(text: &str) -> Capture {
+        let mut capture = Capture::new(DEFAULT_KEEP_BYTES);
+        capture.push(text.as_bytes());
+        capture
+    }
+
+    #[test]
+    fn every_host_is_kept_in_order_and_one_unwritable_file_fails_alone() {
+        // Tried: 40 hosts (more than one sync thread's share), one of which printed
+        // nothing on stderr, and one whose stdout file cannot be created because a folder
+        // stands at its path.
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("web{i}")).collect();
+        let blocked = kept_path(dir.path(), "op1", "web7", Stream::Stdout);
+        fs::create_dir_all(&blocked).unwrap();
+        let hosts = names
+            .iter()
+            .map(|name| {
+                let stderr = if name == "web3" {
+                    Capture::new(16)
+                } else {
+                    capture_of("warn\n")
+                };
+                (
+                    name.as_str(),
+                    [capture_of(&format!("{name} out\n")), stderr],
+                )
+            })
+            .collect();
+
+        let kept = write_all_kept(dir.path(), "op1", hosts);
+
+        assert_eq!(kept.len(), names.len());
+        for (name, [stdout, stderr]) in names.iter().zip(&kept) {
+            let path = kept_path(dir.path(), "op1", name, Stream::Stdout);
+            if name == "web7" {
+                assert!(stdout.is_err(), "{name}: {stdout:?}");
+            } else {
+                let want = format!("{name} out\n");
+                let stdout = stdout.as_ref().unwrap().as_ref().expect("stdout kept");
+                assert_eq!(fs::read_to_string(&path).unwrap(), want, "{name}");
+                assert_eq!(stdout.sha256, sha256_hex(want.as_bytes()), "{name}");
+            }
+            let stderr = stderr.as_ref().unwrap();
+            assert_eq!(stderr.is_none(), name == "web3", "{name}: {stderr:?}");
+        }
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use common::message::{Request, Stream};
+use common::message::Request;
 
 use super::operation::Recorded;
 use super::Exit;
-use crate::audit::kept::{write_kept, Capture, Kept};
+use crate::audit::kept::{write_all_kept, Capture, Kept};
 use crate::audit::{Kind, Operation};
 use crate::cli::{LogOptions, RunArgs};
 use crate::client;
@@ -67,16 +67,20 @@ fn keep_output(
     names: &[String],
     captures: Vec<[Capture; 2]>,
 ) -> Vec<(Option<Kept>, Option<Kept>)> {
-    let mut kept = Vec::with_capacity(names.len());
-    for (name, [stdout, stderr]) in names.iter().zip(captures) {
-        let write = |stream, capture| {
-            write_kept(log_dir, op_id, name, stream, capture).unwrap_or_else(|err| {
-                eprintln!("ctl: warning: {name}'s output was not kept: {err:#}");
-                None
-            })
-        };
-        kept.push((write(Stream::Stdout, stdout), write(Stream::Stderr, stderr)));
-    }
+    let hosts = names.iter().map(String::as_str).zip(captures).collect();
+    let mut kept: Vec<_> = write_all_kept(log_dir, op_id, hosts)
+        .into_iter()
+        .zip(names)
+        .map(|([stdout, stderr], name)| {
+            let report = |kept: Result<Option<Kept>>| {
+                kept.unwrap_or_else(|err| {
+                    eprintln!("ctl: warning: {name}'s output was not kept: {err:#}");
+                    None
+                })
+            };
+            (report(stdout), report(stderr))
+        })
+        .collect();
     kept.resize(names.len(), (None, None));
     kept
 }
