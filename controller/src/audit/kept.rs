@@ -109,46 +109,92 @@ pub fn kept_path(log_dir: &Path, op_id: &str, host: &str, stream: Stream) -> Pat
 /// 16 at a time, at the end of every `ctl run` whose hosts printed something.
 const PARALLEL_SYNCS: usize = 16;
 
+/// Kept files open at once: a batch is written, synced and closed before the next one
+/// is opened, so that ctl's open files stay bounded whatever the number of hosts.
+const BATCH_FILES: usize = 256;
+
 /// What was kept of one host's stdout and stderr: `Ok(None)` when it printed nothing on
 /// that stream, `Err` when its file could not be written or synced.
 pub type KeptStreams = [Result<Option<Kept>>; 2];
 
-/// Writes every host's captures (`[stdout, stderr]`, in `hosts` order), syncs the files,
-/// [`PARALLEL_SYNCS`] at a time, then the folders that name them.
+/// Writes every host's captures (`[stdout, stderr]`, in `hosts` order) and syncs them,
+/// [`BATCH_FILES`] files at a time and [`PARALLEL_SYNCS`] syncs at once, then syncs the
+/// folders that name them.
 pub fn write_all_kept(
     log_dir: &Path,
     op_id: &str,
     hosts: Vec<(&str, [Capture; 2])>,
 ) -> Vec<KeptStreams> {
-    let written: Vec<[Unsynced; 2]> = hosts
-        .into_iter()
-        .map(|(host, [stdout, stderr])| {
-            [
-                write_unsynced(log_dir, op_id, host, Stream::Stdout, stdout),
-                write_unsynced(log_dir, op_id, host, Stream::Stderr, stderr),
-            ]
-        })
-        .collect();
-    let files: Vec<&fs::File> = written
+    let mut kept = Vec::with_capacity(hosts.len());
+    let mut hosts = hosts.into_iter().peekable();
+    while hosts.peek().is_some() {
+        let batch = hosts
+            .by_ref()
+            .take(BATCH_FILES / 2)
+            .map(|(host, [stdout, stderr])| {
+                [
+                    write_unsynced(log_dir, op_id, host, Stream::Stdout, stdout),
+                    write_unsynced(log_dir, op_id, host, Stream::Stderr, stderr),
+                ]
+            });
+        kept.extend(sync_batch(batch.collect()));
+    }
+    let wrote_any = kept
         .iter()
         .flatten()
-        .filter_map(|stream| match stream {
-            Ok(Some((_, file))) => Some(file),
-            _ => None,
-        })
-        .collect();
-    let synced = sync_all_at_once(&files);
-    if !files.is_empty() {
+        .any(|stream| matches!(stream, Ok(Some(_))));
+    if wrote_any {
         sync_folders(log_dir, op_id);
     }
+    kept
+}
+
+/// A kept file written but not yet synced.
+struct Unsynced {
+    /// What the `end` record will say about it.
+    kept: Kept,
+    path: PathBuf,
+    file: fs::File,
+}
+
+/// Syncs the files of one batch, [`PARALLEL_SYNCS`] at a time, and closes them.
+fn sync_batch(written: Vec<[Result<Option<Unsynced>>; 2]>) -> Vec<KeptStreams> {
+    let files: Vec<&Unsynced> = written
+        .iter()
+        .flatten()
+        .filter_map(|stream| stream.as_ref().ok().and_then(Option::as_ref))
+        .collect();
+    let per_thread = files.len().div_ceil(PARALLEL_SYNCS).max(1);
+    let synced: Vec<Result<()>> = thread::scope(|scope| {
+        let syncing: Vec<_> = files
+            .chunks(per_thread)
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .iter()
+                        .map(|unsynced| {
+                            unsynced
+                                .file
+                                .sync_data()
+                                .with_context(|| format!("cannot sync {}", unsynced.path.display()))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        syncing
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("a sync thread does not panic"))
+            .collect()
+    });
     drop(files);
     let mut synced = synced.into_iter();
     written
         .into_iter()
         .map(|streams| {
             streams.map(|stream| match stream {
-                Ok(Some((kept, _file))) => match synced.next() {
-                    Some(Ok(())) => Ok(Some(kept)),
+                Ok(Some(unsynced)) => match synced.next() {
+                    Some(Ok(())) => Ok(Some(unsynced.kept)),
                     Some(Err(err)) => Err(err),
                     None => unreachable!("one sync result per written file"),
                 },
@@ -159,10 +205,6 @@ pub fn write_all_kept(
         .collect()
 }
 
-/// A kept file written but not yet synced: what the `end` record will say about it, and the
-/// open file.
-type Unsynced = Result<Option<(Kept, fs::File)>>;
-
 /// Writes one capture, without syncing it (nothing if the host printed nothing on that
 /// stream).
 fn write_unsynced(
@@ -171,7 +213,7 @@ fn write_unsynced(
     host: &str,
     stream: Stream,
     capture: Capture,
-) -> Unsynced {
+) -> Result<Option<Unsynced>> {
     if capture.is_empty() {
         return Ok(None);
     }
@@ -188,37 +230,15 @@ fn write_unsynced(
         sha256: sha256_hex(&bytes),
         cut,
     };
-    Ok(Some((kept, file)))
+    Ok(Some(Unsynced { kept, path, file }))
 }
 
-/// Syncs every file's data, [`PARALLEL_SYNCS`] at a time; one result per file, in order.
-fn sync_all_at_once(files: &[&fs::File]) -> Vec<Result<()>> {
-    let per_thread = files.len().div_ceil(PARALLEL_SYNCS).max(1);
-    thread::scope(|scope| {
-        let syncing: Vec<_> = files
-            .chunks(per_thread)
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .iter()
-                        .map(|file| file.sync_data().context("cannot sync the kept output"))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        syncing
-            .into_iter()
-            .flat_map(|thread| thread.join().expect("a sync thread does not panic"))
-            .collect()
-    })
-}
-
-/// Syncs the operation's output folder and the folder above it, so that the kept files'
-/// names survive a crash as well as their data. A failure is only reported: the files
-/// themselves are synced.
+/// Syncs the operation's output folder and the two above it (`output/` may be new too), so
+/// that the kept files' names survive a crash as well as their data. A failure is only
+/// reported: the files themselves are synced.
 fn sync_folders(log_dir: &Path, op_id: &str) {
-    let op_folder = log_dir.join("output").join(op_id);
-    for folder in [op_folder.as_path(), &log_dir.join("output")] {
+    let output = log_dir.join("output");
+    for folder in [&output.join(op_id), &output, log_dir] {
         if let Err(err) = fs::File::open(folder).and_then(|dir| dir.sync_all()) {
             tracing::warn!(folder = %folder.display(), error = %err, "cannot sync the kept output's folder");
         }
@@ -257,11 +277,11 @@ mod tests {
 
     #[test]
     fn every_host_is_kept_in_order_and_one_unwritable_file_fails_alone() {
-        // Tried: 40 hosts (more than one sync thread's share), one of which printed
-        // nothing on stderr, and one whose stdout file cannot be created because a folder
-        // stands at its path.
+        // Tried: 300 hosts (600 files: three batches, each more than one sync thread's
+        // share), one of which printed nothing on stderr, and one whose stdout file cannot
+        // be created because a folder stands at its path.
         let dir = tempfile::tempdir().unwrap();
-        let names: Vec<String> = (0..40).map(|i| format!("web{i}")).collect();
+        let names: Vec<String> = (0..300).map(|i| format!("web{i}")).collect();
         let blocked = kept_path(dir.path(), "op1", "web7", Stream::Stdout);
         fs::create_dir_all(&blocked).unwrap();
         let hosts = names
