@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     let _log_guard = init_logging(cli.verbose, cli.quiet, diagnostics_dir);
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(blocking_threads(&cli.command))
         .enable_all()
         .build()
         .expect("can start the tokio runtime");
@@ -108,6 +109,23 @@ fn init_logging(
         .with(file_layer)
         .init();
     guard
+}
+
+/// Push and pull give every host in flight a blocking thread for as long as its file is
+/// read or written (`chunk_reader`, `hashing_writer`). With tokio's default pool of 512,
+/// hosts past the 512th waited for a thread, connected and sending nothing, and an agent
+/// drops a connection that gets no data for its `--idle-timeout`: with large files they
+/// failed (seen with a pool of 4 and ten hosts: six failed). So the pool covers every
+/// host in flight, with room for the other blocking work.
+fn blocking_threads(command: &Command) -> usize {
+    const TOKIO_DEFAULT: usize = 512;
+    const SPARE: usize = 64;
+    let forks = match command {
+        Command::Push(args) => args.connect.forks,
+        Command::Pull(args) => args.connect.forks,
+        _ => return TOKIO_DEFAULT,
+    };
+    (forks as usize).saturating_add(SPARE).max(TOKIO_DEFAULT)
 }
 
 /// One socket per host in flight: with the usual soft limit of 1024 open files, a large
