@@ -18,10 +18,11 @@
 //!
 //! The client checks the server's proof before it sends its own, so a fake agent learns
 //! nothing it could use. It may send its first channel frame right behind its proof, without
-//! waiting for the verdict; the agent reads that frame only after accepting the proof. Proofs are compared in constant time (`Mac::verify_slice`). After an
-//! accepted verdict the stream becomes a [`Channel`] keyed with the two session keys. This
-//! module holds pure functions for the computations and one driver per side; timeouts are
-//! the caller's (see docs/PROTOCOL.md, "Handshake").
+//! waiting for the verdict; the agent reads that frame only after accepting the proof.
+//! Proofs are compared in constant time (`Mac::verify_slice`). After an accepted verdict
+//! the stream becomes a [`Channel`] keyed with the two session keys. This module holds pure
+//! functions for the computations and one driver per side; timeouts are the caller's (see
+//! docs/PROTOCOL.md, "Handshake").
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};

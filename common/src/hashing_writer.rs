@@ -197,9 +197,12 @@ fn write_direct(
     mut chunks: mpsc::Receiver<Bytes>,
 ) -> io::Result<()> {
     let mut block = AlignedBlock::new()?;
-    let mut spare = Some(AlignedBlock::new()?);
     let (full_tx, full_rx) = std_mpsc::sync_channel::<AlignedBlock>(1);
     let (empty_tx, empty_rx) = std_mpsc::channel::<AlignedBlock>();
+    // The second block starts out empty, as if the disk thread had just written it.
+    empty_tx
+        .send(AlignedBlock::new()?)
+        .expect("the receiving end is still here");
     thread::scope(|scope| {
         let disk = scope.spawn(move || -> io::Result<()> {
             let mut direct = true;
@@ -219,12 +222,8 @@ fn write_direct(
             while !rest.is_empty() {
                 rest = &rest[block.fill_from(rest)..];
                 if block.is_full() {
-                    let next = match spare.take() {
-                        Some(spare) => spare,
-                        None => match empty_rx.recv() {
-                            Ok(block) => block,
-                            Err(_) => break 'chunks,
-                        },
+                    let Ok(next) = empty_rx.recv() else {
+                        break 'chunks;
                     };
                     if full_tx.send(std::mem::replace(&mut block, next)).is_err() {
                         break 'chunks;

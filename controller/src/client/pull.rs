@@ -161,13 +161,13 @@ async fn receive_file(
         .open(temp.path())
         .map_err(failed_at)?;
     // Held until the writer has finished.
-    let direct_slot = match DiskPath::for_size(size) {
-        DiskPath::Direct => DIRECT_WRITE_SLOTS.try_acquire().ok(),
-        DiskPath::PageCache => None,
-    };
-    let disk = match direct_slot {
-        Some(_) => DiskPath::Direct,
-        None => DiskPath::PageCache,
+    let direct_slot = (DiskPath::for_size(size) == DiskPath::Direct)
+        .then(|| DIRECT_WRITE_SLOTS.try_acquire().ok())
+        .flatten();
+    let disk = if direct_slot.is_some() {
+        DiskPath::Direct
+    } else {
+        DiskPath::PageCache
     };
     let writer = HashingWriter::start(file, local.to_owned(), WRITE_QUEUE_CHUNKS, disk);
     // The writer is finished even when the transfer broke off, so that nothing writes to
