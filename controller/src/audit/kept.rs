@@ -104,41 +104,51 @@ pub fn kept_path(log_dir: &Path, op_id: &str, host: &str, stream: Stream) -> Pat
         .join(format!("{host}.{ext}"))
 }
 
-/// Kept files synced at once. Syncs issued together share the disk's cache flushes: on the
-/// benchmark machine 200 small files took 27-35 ms to sync one after another, and 10-12 ms
-/// 16 at a time, at the end of every `ctl run` whose hosts printed something.
-const PARALLEL_SYNCS: usize = 16;
-
-/// Kept files open at once: a batch is written, synced and closed before the next one
-/// is opened, so that ctl's open files stay bounded whatever the number of hosts.
-const BATCH_FILES: usize = 256;
+/// Threads writing kept files at once, each file written, synced and closed in turn. Syncs
+/// issued together share the disk's cache flushes: on the benchmark machine 200 small files
+/// took 27-35 ms to sync one after another, and 10-12 ms 16 at a time, at the end of every
+/// `ctl run` whose hosts printed something. ctl holds at most this many kept files open.
+const PARALLEL_WRITERS: usize = 16;
 
 /// What was kept of one host's stdout and stderr: `Ok(None)` when it printed nothing on
-/// that stream, `Err` when its file could not be written or synced.
+/// that stream, `Err` when its file could not be written.
 pub type KeptStreams = [Result<Option<Kept>>; 2];
 
-/// Writes every host's captures (`[stdout, stderr]`, in `hosts` order) and syncs them,
-/// [`BATCH_FILES`] files at a time and [`PARALLEL_SYNCS`] syncs at once, then syncs the
-/// folders that name them.
+/// Writes every host's captures (`[stdout, stderr]`; the result is in `hosts` order),
+/// [`PARALLEL_WRITERS`] files at once, then syncs the folders that name them.
 pub fn write_all_kept(
     log_dir: &Path,
     op_id: &str,
     hosts: Vec<(&str, [Capture; 2])>,
 ) -> Vec<KeptStreams> {
-    let mut kept = Vec::with_capacity(hosts.len());
+    let per_writer = hosts.len().div_ceil(PARALLEL_WRITERS).max(1);
     let mut hosts = hosts.into_iter().peekable();
+    let mut shares = Vec::new();
     while hosts.peek().is_some() {
-        let batch = hosts
-            .by_ref()
-            .take(BATCH_FILES / 2)
-            .map(|(host, [stdout, stderr])| {
-                [
-                    write_unsynced(log_dir, op_id, host, Stream::Stdout, stdout),
-                    write_unsynced(log_dir, op_id, host, Stream::Stderr, stderr),
-                ]
-            });
-        kept.extend(sync_batch(batch.collect()));
+        shares.push(hosts.by_ref().take(per_writer).collect::<Vec<_>>());
     }
+    let kept: Vec<KeptStreams> = thread::scope(|scope| {
+        let writers: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(host, [stdout, stderr])| {
+                            [
+                                write_kept(log_dir, op_id, host, Stream::Stdout, stdout),
+                                write_kept(log_dir, op_id, host, Stream::Stderr, stderr),
+                            ]
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|writer| writer.join().expect("a kept-output writer does not panic"))
+            .collect()
+    });
     let wrote_any = kept
         .iter()
         .flatten()
@@ -149,71 +159,14 @@ pub fn write_all_kept(
     kept
 }
 
-/// A kept file written but not yet synced.
-struct Unsynced {
-    /// What the `end` record will say about it.
-    kept: Kept,
-    path: PathBuf,
-    file: fs::File,
-}
-
-/// Syncs the files of one batch, [`PARALLEL_SYNCS`] at a time, and closes them.
-fn sync_batch(written: Vec<[Result<Option<Unsynced>>; 2]>) -> Vec<KeptStreams> {
-    let files: Vec<&Unsynced> = written
-        .iter()
-        .flatten()
-        .filter_map(|stream| stream.as_ref().ok().and_then(Option::as_ref))
-        .collect();
-    let per_thread = files.len().div_ceil(PARALLEL_SYNCS).max(1);
-    let synced: Vec<Result<()>> = thread::scope(|scope| {
-        let syncing: Vec<_> = files
-            .chunks(per_thread)
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .iter()
-                        .map(|unsynced| {
-                            unsynced
-                                .file
-                                .sync_data()
-                                .with_context(|| format!("cannot sync {}", unsynced.path.display()))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        syncing
-            .into_iter()
-            .flat_map(|thread| thread.join().expect("a sync thread does not panic"))
-            .collect()
-    });
-    drop(files);
-    let mut synced = synced.into_iter();
-    written
-        .into_iter()
-        .map(|streams| {
-            streams.map(|stream| match stream {
-                Ok(Some(unsynced)) => match synced.next() {
-                    Some(Ok(())) => Ok(Some(unsynced.kept)),
-                    Some(Err(err)) => Err(err),
-                    None => unreachable!("one sync result per written file"),
-                },
-                Ok(None) => Ok(None),
-                Err(err) => Err(err),
-            })
-        })
-        .collect()
-}
-
-/// Writes one capture, without syncing it (nothing if the host printed nothing on that
-/// stream).
-fn write_unsynced(
+/// Writes one capture and syncs it (nothing if the host printed nothing on that stream).
+fn write_kept(
     log_dir: &Path,
     op_id: &str,
     host: &str,
     stream: Stream,
     capture: Capture,
-) -> Result<Option<Unsynced>> {
+) -> Result<Option<Kept>> {
     if capture.is_empty() {
         return Ok(None);
     }
@@ -224,13 +177,13 @@ fn write_unsynced(
     let mut file =
         fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(&bytes)
+        .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let kept = Kept {
+    Ok(Some(Kept {
         bytes: bytes.len() as u64,
         sha256: sha256_hex(&bytes),
         cut,
-    };
-    Ok(Some(Unsynced { kept, path, file }))
+    }))
 }
 
 /// Syncs the operation's output folder and the two above it (`output/` may be new too), so
@@ -277,9 +230,9 @@ mod tests {
 
     #[test]
     fn every_host_is_kept_in_order_and_one_unwritable_file_fails_alone() {
-        // Tried: 300 hosts (600 files: three batches, each more than one sync thread's
-        // share), one of which printed nothing on stderr, and one whose stdout file cannot
-        // be created because a folder stands at its path.
+        // Tried: 300 hosts (600 files, many per writer thread), one of which printed
+        // nothing on stderr, and one whose stdout file cannot be created because a folder
+        // stands at its path.
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..300).map(|i| format!("web{i}")).collect();
         let blocked = kept_path(dir.path(), "op1", "web7", Stream::Stdout);
