@@ -30,3 +30,7 @@ mod log;
 // `ctl push` and `ctl pull`: large files verified on disk with flat memory, trees, interrupted
 // pushes, missing files, hostile peers and the operation log.
 mod transfer;
+
+// ctl's memory while hosts print far more than it may hold: live lines, --json and
+// --gather stay under one bound whatever the volume.
+mod output_memory;

@@ -212,6 +212,8 @@ fn json_gives_one_object_per_host_with_exactly_the_documented_keys() {
         "stderr",
         "duration_ms",
         "error",
+        "stdout_cut",
+        "stderr_cut",
     ];
     for line in out.stdout().lines() {
         let object: serde_json::Map<String, serde_json::Value> =

@@ -33,12 +33,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The environment variables `ctl` reads; removed so the developer's shell cannot leak in.
 /// A test that wants one sets it with [`Ctl::env`].
-const CTL_ENV: [&str; 8] = [
+const CTL_ENV: [&str; 9] = [
     "CTL_INVENTORY",
     "CTL_LOG_DIR",
     "CTL_KEY_FILE",
     "CTL_LOG_KEY_FILE",
     "CTL_KEEP_OUTPUT",
+    "CTL_MAX_OUTPUT",
     "CTL_LOG_ROTATE_BYTES",
     "NO_COLOR",
     "RUST_LOG",

@@ -139,6 +139,12 @@ pub struct RunArgs {
           value_name = "BYTES")]
     pub keep_output: usize,
 
+    /// With --json or --gather: hold at most this many bytes of each host's stdout and of
+    /// its stderr to show; past it the output is marked cut (live lines are never cut).
+    #[arg(long, env = "CTL_MAX_OUTPUT", default_value_t = crate::output::capped::DEFAULT_MAX_OUTPUT,
+          value_name = "BYTES")]
+    pub max_output: usize,
+
     /// The shell command line, run with `sh -c` (words are joined with spaces).
     #[arg(
         required = true,

@@ -16,6 +16,7 @@ mod plan;
 mod progress;
 mod review;
 mod source_hash;
+mod stream_pair;
 
 use std::process::ExitCode;
 

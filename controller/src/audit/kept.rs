@@ -16,6 +16,8 @@ pub use common::digest::sha256_hex;
 use common::message::Stream;
 use serde::{Deserialize, Serialize};
 
+use crate::stream_pair::StreamPair;
+
 /// The default cap per host and stream, in bytes.
 pub const DEFAULT_KEEP_BYTES: usize = 32 * 1024;
 
@@ -68,6 +70,11 @@ impl Capture {
         self.total == 0
     }
 
+    /// Every byte the stream had, kept or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// The bytes to keep, with a marker where output was cut, and whether it was.
     fn into_kept_bytes(mut self) -> (Vec<u8>, bool) {
         let tail_cap = self.cap - self.cap / 2;
@@ -105,40 +112,38 @@ pub fn kept_path(log_dir: &Path, op_id: &str, host: &str, stream: Stream) -> Pat
 }
 
 /// Threads writing kept files at once, each file written, synced and closed in turn. Syncs
-/// issued together share the disk's cache flushes: on the benchmark machine 200 small files
-/// took 27-35 ms to sync one after another, and 10-12 ms 16 at a time, at the end of every
-/// `ctl run` whose hosts printed something. ctl holds at most this many kept files open.
+/// issued together share the disk's cache flushes (see BENCHMARKS.md), and the number of
+/// threads is also the most kept files ctl holds open at once, far below any file limit.
 const PARALLEL_WRITERS: usize = 16;
 
-/// What was kept of one host's stdout and stderr: `Ok(None)` when it printed nothing on
-/// that stream, `Err` when its file could not be written.
-pub type KeptStreams = [Result<Option<Kept>>; 2];
+/// What was kept of one host's stream: `Ok(None)` when it printed nothing on that stream,
+/// `Err` when its file could not be written.
+pub type KeptStream = Result<Option<Kept>>;
 
-/// Writes every host's captures (`[stdout, stderr]`; the result is in `hosts` order),
-/// [`PARALLEL_WRITERS`] files at once, then syncs the folders that name them.
+/// Writes every host's captures (the result is in `hosts` order), [`PARALLEL_WRITERS`]
+/// files at once, then syncs the folders that name them.
 pub fn write_all_kept(
     log_dir: &Path,
     op_id: &str,
-    hosts: Vec<(&str, [Capture; 2])>,
-) -> Vec<KeptStreams> {
+    hosts: Vec<(&str, StreamPair<Capture>)>,
+) -> Vec<StreamPair<KeptStream>> {
     let per_writer = hosts.len().div_ceil(PARALLEL_WRITERS).max(1);
     let mut hosts = hosts.into_iter().peekable();
     let mut shares = Vec::new();
     while hosts.peek().is_some() {
         shares.push(hosts.by_ref().take(per_writer).collect::<Vec<_>>());
     }
-    let kept: Vec<KeptStreams> = thread::scope(|scope| {
+    let kept: Vec<StreamPair<KeptStream>> = thread::scope(|scope| {
         let writers: Vec<_> = shares
             .into_iter()
             .map(|share| {
                 scope.spawn(move || {
                     share
                         .into_iter()
-                        .map(|(host, [stdout, stderr])| {
-                            [
-                                write_kept(log_dir, op_id, host, Stream::Stdout, stdout),
-                                write_kept(log_dir, op_id, host, Stream::Stderr, stderr),
-                            ]
+                        .map(|(host, captures)| {
+                            captures.map(|stream, capture| {
+                                write_kept(log_dir, op_id, host, stream, capture)
+                            })
                         })
                         .collect::<Vec<_>>()
                 })
@@ -149,10 +154,9 @@ pub fn write_all_kept(
             .flat_map(|writer| writer.join().expect("a kept-output writer does not panic"))
             .collect()
     });
-    let wrote_any = kept
-        .iter()
-        .flatten()
-        .any(|stream| matches!(stream, Ok(Some(_))));
+    let wrote_any = kept.iter().any(|streams| {
+        matches!(streams.stdout, Ok(Some(_))) || matches!(streams.stderr, Ok(Some(_)))
+    });
     if wrote_any {
         sync_folders(log_dir, op_id);
     }
@@ -245,17 +249,15 @@ mod tests {
                 } else {
                     capture_of("warn\n")
                 };
-                (
-                    name.as_str(),
-                    [capture_of(&format!("{name} out\n")), stderr],
-                )
+                let stdout = capture_of(&format!("{name} out\n"));
+                (name.as_str(), StreamPair { stdout, stderr })
             })
             .collect();
 
         let kept = write_all_kept(dir.path(), "op1", hosts);
 
         assert_eq!(kept.len(), names.len());
-        for (name, [stdout, stderr]) in names.iter().zip(&kept) {
+        for (name, StreamPair { stdout, stderr }) in names.iter().zip(&kept) {
             let path = kept_path(dir.path(), "op1", name, Stream::Stdout);
             if name == "web7" {
                 assert!(stdout.is_err(), "{name}: {stdout:?}");

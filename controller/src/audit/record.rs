@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::kept::Kept;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::millis;
+use crate::stream_pair::StreamPair;
 
 /// One line of the operation log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,12 +188,12 @@ impl Operation {
         }
     }
 
-    /// The `end` record. `kept[i]` is the kept (stdout, stderr) of target `i`.
+    /// The `end` record. `kept[i]` is what was kept of target `i`'s output.
     pub fn end_record(
         &self,
         targets: &[Host],
         outcomes: &[HostOutcome],
-        kept: &[(Option<Kept>, Option<Kept>)],
+        kept: &[StreamPair<Option<Kept>>],
         wall: Duration,
         interrupted: bool,
     ) -> Record {
@@ -200,7 +201,7 @@ impl Operation {
             .iter()
             .zip(outcomes)
             .zip(kept)
-            .map(|((host, outcome), (kept_stdout, kept_stderr))| HostRecord {
+            .map(|((host, outcome), kept)| HostRecord {
                 host: host.name.clone(),
                 status: outcome.status,
                 exit_code: outcome.exit_code,
@@ -209,8 +210,8 @@ impl Operation {
                 stdout_bytes: outcome.stdout_bytes,
                 stderr_bytes: outcome.stderr_bytes,
                 error: outcome.error.clone(),
-                kept_stdout: kept_stdout.clone(),
-                kept_stderr: kept_stderr.clone(),
+                kept_stdout: kept.stdout.clone(),
+                kept_stderr: kept.stderr.clone(),
                 bytes: (self.kind != Kind::Run).then_some(outcome.bytes),
                 sha256: outcome.sha256.clone(),
                 path: outcome.path.clone(),

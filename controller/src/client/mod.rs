@@ -3,11 +3,12 @@
 //! a status; nothing here returns an `Err` to the fan-out.
 //!
 //! This module owns the connection (connect, handshake, timeouts); one submodule per kind
-//! of operation owns its conversation: [`exec`] (ping, run), [`push`], [`pull`].
+//! of operation owns its conversation: [`ping`], [`run`], [`push`], [`pull`].
 
-pub mod exec;
+pub mod ping;
 pub mod pull;
 pub mod push;
+pub mod run;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

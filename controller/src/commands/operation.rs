@@ -19,6 +19,7 @@ use crate::client::{Connector, Stop};
 use crate::outcome::HostOutcome;
 use crate::output;
 use crate::plan;
+use crate::stream_pair::StreamPair;
 
 /// An operation whose start record is written.
 pub struct Recorded {
@@ -75,15 +76,15 @@ impl Recorded {
     }
 
     /// Prints the summary, writes the end record and returns the exit status. `kept[i]` is
-    /// target `i`'s kept (stdout, stderr), empty when nothing was kept.
+    /// what was kept of target `i`'s output; an empty slice when nothing was kept.
     pub fn end(
         self,
         outcomes: &[HostOutcome],
-        kept: &[(Option<Kept>, Option<Kept>)],
+        kept: &[StreamPair<Option<Kept>>],
         wall: Duration,
     ) -> Exit {
         output::print_summary(&self.names, outcomes, wall);
-        let no_kept = vec![(None, None); outcomes.len()];
+        let no_kept = vec![StreamPair::default(); outcomes.len()];
         let kept = if kept.is_empty() { &no_kept } else { kept };
         let interrupted = self.stop.cancel.is_cancelled();
         let end = self

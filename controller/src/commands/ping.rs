@@ -21,7 +21,7 @@ pub async fn ping(args: PingArgs) -> Result<Exit> {
     };
     let outcomes = fan_out(&plan.targets, plan.forks, |_, host| {
         let connector = connector.clone();
-        async move { client::exec::ping(&connector, &host).await }
+        async move { client::ping::ping(&connector, &host).await }
     })
     .await;
     let names: Vec<String> = plan.targets.iter().map(|host| host.name.clone()).collect();

@@ -2,6 +2,7 @@
 //! each host's output, log the end.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -13,8 +14,10 @@ use crate::audit::kept::{write_all_kept, Capture, Kept};
 use crate::audit::{Kind, Operation};
 use crate::cli::{LogOptions, RunArgs};
 use crate::client;
+use crate::client::run::HostOutput;
 use crate::fanout::fan_out;
 use crate::output::{Mode, Printer};
+use crate::stream_pair::StreamPair;
 
 /// `ctl run`: the command on every target, output streamed, start and end logged.
 pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
@@ -26,30 +29,47 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
         (false, true) => Mode::Gather,
         (false, false) => Mode::Lines,
     };
-    let printer = Printer::start(mode, recorded.names.clone(), args.keep_output);
+    let printer = Printer::start(mode, recorded.names.clone(), args.max_output);
+    // Each host's task fills its own slot with what it kept of its output.
+    let kept_slots: Arc<Vec<OnceLock<StreamPair<Capture>>>> =
+        Arc::new(recorded.targets.iter().map(|_| OnceLock::new()).collect());
     let exec = Request::Exec {
         command,
         timeout_ms: args.timeout.map(|secs| (secs * 1000.0).ceil() as u64),
         op_id: Some(recorded.op.op_id.clone()),
     };
 
+    let keep_bytes = args.keep_output;
     let started = Instant::now();
     let outcomes = fan_out(&recorded.targets, recorded.forks, |index, host| {
-        let (connector, sink, stop, exec) = (
+        let (connector, sink, stop, exec, kept_slots) = (
             recorded.connector.clone(),
             printer.sink(index),
             recorded.stop.clone(),
             exec.clone(),
+            kept_slots.clone(),
         );
         async move {
-            let outcome = client::exec::run(&connector, &host, exec, &sink, &stop).await;
+            let mut kept = StreamPair::from_fn(|_| Capture::new(keep_bytes));
+            let output = HostOutput {
+                kept: &mut kept,
+                sink: &sink,
+            };
+            let outcome = client::run::run(&connector, &host, exec, output, &stop).await;
             sink.done(&outcome).await;
+            let _ = kept_slots[index].set(kept);
             outcome
         }
     })
     .await;
-    let captures = printer.finish();
+    printer.finish();
     let wall = started.elapsed();
+    // A host whose task panicked kept nothing.
+    let captures = Arc::into_inner(kept_slots)
+        .expect("every host's task has ended")
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_default())
+        .collect();
     let kept = keep_output(
         recorded.log_dir(),
         &recorded.op.op_id,
@@ -65,22 +85,21 @@ fn keep_output(
     log_dir: &Path,
     op_id: &str,
     names: &[String],
-    captures: Vec<[Capture; 2]>,
-) -> Vec<(Option<Kept>, Option<Kept>)> {
+    captures: Vec<StreamPair<Capture>>,
+) -> Vec<StreamPair<Option<Kept>>> {
     let hosts = names.iter().map(String::as_str).zip(captures).collect();
     let mut kept: Vec<_> = write_all_kept(log_dir, op_id, hosts)
         .into_iter()
         .zip(names)
-        .map(|([stdout, stderr], name)| {
-            let report = |kept: Result<Option<Kept>>| {
+        .map(|(streams, name)| {
+            streams.map(|_, kept| {
                 kept.unwrap_or_else(|err| {
                     eprintln!("ctl: warning: {name}'s output was not kept: {err:#}");
                     None
                 })
-            };
-            (report(stdout), report(stderr))
+            })
         })
         .collect();
-    kept.resize(names.len(), (None, None));
+    kept.resize(names.len(), StreamPair::default());
     kept
 }

@@ -1,59 +1,34 @@
-//! Ping and run: the conversations of `ctl ping` and `ctl run` with one agent.
+//! `ctl run`'s conversation with one agent: send the command, pass its output on as it
+//! arrives, and turn its end (exit, timeout, cancel, a lost agent) into an outcome.
+//!
+//! Each chunk of output goes two ways: into the host's kept copy for the operation log
+//! ([`Capture`], owned by the host's task) and to the printer ([`OutputSink`]), which
+//! shows it. This module only hands it on.
 
 use std::time::{Duration, Instant};
 
 use common::channel::Channel;
 use common::inventory::Host;
-use common::message::{EndReason, Packet, Reply, Request, Stream};
+use common::message::{EndReason, Packet, Reply, Request};
 use tokio::net::TcpStream;
 
 use super::{protocol_error, sleep_until, Connector, Stop};
+use crate::audit::kept::Capture;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::OutputSink;
+use crate::stream_pair::StreamPair;
 
 /// How long, after asking an agent to cancel, we wait for its final report. The agent needs
 /// its kill grace (5 s by default) to escalate from SIGTERM to SIGKILL.
 const CANCEL_REPORT_WAIT: Duration = Duration::from_secs(10);
 
-/// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
-/// trip alone, so that connection set-up does not hide a slow agent.
-pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
-    let started = Instant::now();
-    // No request goes with the handshake: the round trip is timed on its own.
-    let mut channel = match connector.connect(host, started, None).await {
-        Ok(channel) => channel,
-        Err(outcome) => return outcome,
-    };
-    let round_trip = Instant::now();
-    let exchange = async {
-        channel.send(&Packet::Control(Request::Ping)).await?;
-        channel.recv::<Reply>().await
-    };
-    match tokio::time::timeout(connector.connect_timeout, exchange).await {
-        Ok(Ok(Some(Packet::Control(Reply::Pong { agent_version })))) => HostOutcome {
-            agent_version: Some(agent_version),
-            ..HostOutcome::succeeded(round_trip.elapsed())
-        },
-        Ok(Ok(other)) => protocol_error(
-            format!(
-                "unexpected answer to ping: {}",
-                other
-                    .as_ref()
-                    .map_or_else(|| "nothing".to_owned(), Packet::summary)
-            ),
-            started,
-        ),
-        Ok(Err(err)) => protocol_error(err.to_string(), started),
-        Err(_) => protocol_error("no answer to ping in time".into(), started),
-    }
-}
-
-/// Runs one command on one host, handing its output to `sink` as it arrives.
+/// Runs one command on one host, keeping its output in `kept` and handing it to `sink` as
+/// it arrives.
 pub async fn run(
     connector: &Connector,
     host: &Host,
     exec: Request,
-    sink: &OutputSink,
+    output: HostOutput<'_>,
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
@@ -63,7 +38,20 @@ pub async fn run(
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
-    follow_command(&mut channel, connector.silence_timeout, sink, stop, started).await
+    follow_command(
+        &mut channel,
+        connector.silence_timeout,
+        output,
+        stop,
+        started,
+    )
+    .await
+}
+
+/// Where one host's output goes: its kept copy and the printer.
+pub struct HostOutput<'a> {
+    pub kept: &'a mut StreamPair<Capture>,
+    pub sink: &'a OutputSink,
 }
 
 /// Reads the agent's replies until the command's `Exit`, passing output on; on Ctrl-C asks
@@ -71,11 +59,10 @@ pub async fn run(
 async fn follow_command(
     channel: &mut Channel<TcpStream>,
     silence_timeout: Duration,
-    sink: &OutputSink,
+    output: HostOutput<'_>,
     stop: &Stop,
     started: Instant,
 ) -> HostOutcome {
-    let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
     let mut cancel_sent = false;
     let mut report_deadline = None;
     let mut silence_deadline = tokio::time::Instant::now() + silence_timeout;
@@ -108,11 +95,8 @@ async fn follow_command(
         silence_deadline = tokio::time::Instant::now() + silence_timeout;
         match packet {
             Ok(Some(Packet::Output(stream, bytes))) => {
-                match stream {
-                    Stream::Stdout => stdout_bytes += bytes.len() as u64,
-                    Stream::Stderr => stderr_bytes += bytes.len() as u64,
-                }
-                sink.output(stream, bytes).await;
+                output.kept.get_mut(stream).push(&bytes);
+                output.sink.show(stream, bytes).await;
             }
             Ok(Some(Packet::Control(Reply::Started { .. } | Reply::Heartbeat))) => {}
             Ok(Some(Packet::Control(Reply::Exit {
@@ -121,8 +105,8 @@ async fn follow_command(
                 reason,
             }))) => {
                 let mut outcome = command_outcome(code, signal, reason, started.elapsed());
-                outcome.stdout_bytes = stdout_bytes;
-                outcome.stderr_bytes = stderr_bytes;
+                outcome.stdout_bytes = output.kept.stdout.total();
+                outcome.stderr_bytes = output.kept.stderr.total();
                 return outcome;
             }
             Ok(Some(Packet::Control(Reply::Error { message }))) => {

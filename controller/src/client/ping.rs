@@ -1,0 +1,42 @@
+//! `ctl ping`'s conversation with one agent: connect, authenticate, one round trip.
+
+use std::time::Instant;
+
+use common::inventory::Host;
+use common::message::{Packet, Reply, Request};
+
+use super::{protocol_error, Connector};
+use crate::outcome::HostOutcome;
+
+/// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
+/// trip alone, so that connection set-up does not hide a slow agent.
+pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
+    let started = Instant::now();
+    // No request goes with the handshake: the round trip is timed on its own.
+    let mut channel = match connector.connect(host, started, None).await {
+        Ok(channel) => channel,
+        Err(outcome) => return outcome,
+    };
+    let round_trip = Instant::now();
+    let exchange = async {
+        channel.send(&Packet::Control(Request::Ping)).await?;
+        channel.recv::<Reply>().await
+    };
+    match tokio::time::timeout(connector.connect_timeout, exchange).await {
+        Ok(Ok(Some(Packet::Control(Reply::Pong { agent_version })))) => HostOutcome {
+            agent_version: Some(agent_version),
+            ..HostOutcome::succeeded(round_trip.elapsed())
+        },
+        Ok(Ok(other)) => protocol_error(
+            format!(
+                "unexpected answer to ping: {}",
+                other
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_owned(), Packet::summary)
+            ),
+            started,
+        ),
+        Ok(Err(err)) => protocol_error(err.to_string(), started),
+        Err(_) => protocol_error("no answer to ping in time".into(), started),
+    }
+}

@@ -1,0 +1,17 @@
+//! Everything `ctl` prints about hosts.
+//!
+//! - [`printer`]: a running command's output, live as `HOST: line`, as `--json` objects or
+//!   as `--gather` blocks, through one printer thread with a byte budget in front of it.
+//! - [`capped`]: the per-host copy that `--json` and `--gather` hold until a host (or the
+//!   operation) ends, capped by `--max-output`.
+//! - [`report`]: per-host results of pings and transfers, the closing summary.
+//!
+//! Showing output is all this module does. Keeping output for the operation log is
+//! [`crate::audit::kept`]'s, fed by the host's task before the chunk gets here.
+
+pub mod capped;
+pub mod printer;
+pub mod report;
+
+pub use printer::{Mode, OutputSink, Printer};
+pub use report::{millis, print_ping, print_stdout, print_summary, transfer_line};

@@ -1,0 +1,130 @@
+//! What `ctl` prints once a host or the operation is done: the closing summary, the
+//! `ctl ping` report, each host's push or pull result, and the helpers every printing
+//! command shares. Live command output is [`super::printer`]'s.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::outcome::{count_statuses, HostOutcome, Status};
+
+/// The closing summary on stderr: counts per status, who did not succeed, and wall time.
+pub fn print_summary(names: &[String], outcomes: &[HostOutcome], wall: Duration) {
+    let counts = count_statuses(outcomes.iter().map(|outcome| outcome.status));
+    let mut text = format!(
+        "ctl: {} host{} in {:.2}s: {}\n",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" },
+        wall.as_secs_f64(),
+        counts
+    );
+    let not_ok: Vec<&str> = names
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| !outcome.is_ok())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !not_ok.is_empty() {
+        text.push_str(&format!("ctl: not ok: {}\n", not_ok.join(",")));
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The `ctl ping` report: one aligned line per host in target order, or JSON lines.
+pub fn print_ping(names: &[String], addrs: &[String], outcomes: &[HostOutcome], json: bool) {
+    let mut out = Vec::new();
+    let name_width = names.iter().map(String::len).max().unwrap_or(0);
+    let addr_width = addrs.iter().map(String::len).max().unwrap_or(0);
+    for ((name, addr), outcome) in names.iter().zip(addrs).zip(outcomes) {
+        let latency_ms = outcome.duration.as_secs_f64() * 1000.0;
+        if json {
+            let line = serde_json::json!({
+                "host": name,
+                "address": addr,
+                "status": outcome.status,
+                "latency_ms": if outcome.is_ok() { Some(latency_ms) } else { None },
+                "agent_version": outcome.agent_version,
+                "error": outcome.error,
+            });
+            let _ = writeln!(out, "{line}");
+        } else if outcome.is_ok() {
+            let version = outcome.agent_version.as_deref().unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "{name:name_width$}  {addr:addr_width$}  ok  {latency_ms:8.2} ms  agent {version}"
+            );
+        } else {
+            let why = outcome.error.as_deref().unwrap_or("");
+            let status = outcome.status.as_str();
+            let _ = writeln!(
+                out,
+                "{name:name_width$}  {addr:addr_width$}  {status}  {why}"
+            );
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(&out);
+}
+
+/// The `--json` object of one host's push or pull.
+#[derive(Serialize)]
+struct TransferJson<'a> {
+    host: &'a str,
+    status: Status,
+    bytes: u64,
+    sha256: Option<&'a str>,
+    path: Option<&'a str>,
+    duration_ms: u64,
+    error: Option<&'a str>,
+}
+
+/// One host's push or pull result as a line, and whether it belongs on stdout: a JSON
+/// object, `web1: ok 100.0 MiB in 0.41s (243.9 MiB/s) -> /srv/f`, or a note on stderr for
+/// a host that did not succeed.
+pub fn transfer_line(host: &str, outcome: &HostOutcome, json: bool) -> (String, bool) {
+    if json {
+        let result = TransferJson {
+            host,
+            status: outcome.status,
+            bytes: outcome.bytes,
+            sha256: outcome.sha256.as_deref(),
+            path: outcome.path.as_deref(),
+            duration_ms: millis(outcome.duration),
+            error: outcome.error.as_deref(),
+        };
+        let line = serde_json::to_string(&result).expect("serializing to memory cannot fail");
+        return (line, true);
+    }
+    if !outcome.is_ok() {
+        let why = outcome.error.as_deref().unwrap_or("");
+        return (
+            format!("ctl: {host}: {}: {why}", outcome.status.as_str()),
+            false,
+        );
+    }
+    let path = outcome.path.as_deref().unwrap_or("?");
+    let secs = outcome.duration.as_secs_f64();
+    let mib = outcome.bytes as f64 / (1024.0 * 1024.0);
+    let line = match outcome.status {
+        Status::Unchanged => format!("{host}: unchanged -> {path}"),
+        _ => format!(
+            "{host}: {} {mib:.1} MiB in {secs:.2}s ({:.1} MiB/s) -> {path}",
+            outcome.status.as_str(),
+            mib / secs.max(1e-6)
+        ),
+    };
+    (line, true)
+}
+
+/// Writes results to stdout. A reader that went away (`ctl log | head`) is not an error
+/// worth a panic, which is what `print!` would do: the rest is dropped quietly.
+pub fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
