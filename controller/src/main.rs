@@ -113,11 +113,10 @@ fn init_logging(
 }
 
 /// Push and pull give every host in flight a blocking thread for as long as its file is
-/// read or written (`chunk_reader`, `hashing_writer`). With tokio's default pool of 512,
-/// hosts past the 512th waited for a thread, connected and sending nothing, and an agent
-/// drops a connection that gets no data for its `--idle-timeout`: with large files they
-/// failed (seen with a pool of 4 and ten hosts: six failed). So the pool covers every
-/// host in flight, with room for the other blocking work.
+/// read or written (`chunk_reader`, `hashing_writer`). A host left waiting for a thread
+/// sends nothing, and its agent drops a connection that brings no data for its
+/// `--idle-timeout`; so the pool must cover every host in flight, with room to spare for
+/// the other blocking work.
 fn blocking_threads(command: &Command) -> usize {
     const TOKIO_DEFAULT: usize = 512;
     const SPARE: usize = 64;
