@@ -17,11 +17,11 @@
 //! under a key. The key changes every 2^20 frames (at most 2^36 AES blocks, 1 TiB, per key)
 //! to stay far inside AES-GCM's safe usage bounds on connections that move terabytes.
 //!
-//! Why AES-GCM rather than an HMAC tag: it is both confidentiality and integrity, and with
-//! the CPU's AES and carry-less multiply instructions (ring uses them) it runs at several
-//! GB/s, where HMAC-SHA256 ran at about 1.7 GB/s and was the largest cost of a push (see
-//! BENCHMARKS.md). This is the one place that knows about keys and tags; the messages above
-//! and the framing below do not change with it.
+//! Why AES-GCM: one pass gives both confidentiality and integrity, and with the CPU's AES
+//! and carry-less multiply instructions (ring uses them) it is cheap next to the disk and
+//! the network, so sealing every frame must never become what limits a transfer
+//! (BENCHMARKS.md has the figures). This is the one place that knows about keys and tags;
+//! the messages above and the framing below do not change with it.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};

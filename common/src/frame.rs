@@ -22,7 +22,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 /// The largest payload a frame may carry, in bytes.
 ///
 /// Output and file data travel in chunks of at most [`MAX_DATA_CHUNK`] bytes, so this leaves
-/// ample room for the message header and the 32-byte channel tag while still bounding what one
+/// ample room for the message header and the 16-byte channel tag while still bounding what one
 /// frame can make a receiver buffer.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 

@@ -93,9 +93,9 @@ async fn reserve(path: &Path, size: u64) -> Result<std::fs::File, String> {
 /// Creates the temporary file with room for `size` bytes already allocated.
 ///
 /// Allocating up front (fallocate) refuses a push that cannot fit at once, with a clear
-/// message, and writing into allocated blocks is much cheaper than making ext4 allocate
-/// while it writes back: on the benchmark machine, 1 GiB written and fsynced took 0.6 s
-/// instead of 1.5 s. Filesystems that cannot preallocate are written to as they are.
+/// message, before any data is sent; and writing into allocated blocks spares the
+/// filesystem from allocating while it writes back. Filesystems that cannot preallocate
+/// are written to as they are.
 fn create_reserved(path: &Path, size: u64) -> Result<std::fs::File, String> {
     use nix::errno::Errno;
     let file = std::fs::OpenOptions::new()
