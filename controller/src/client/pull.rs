@@ -18,7 +18,7 @@ use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::{next_reply, Connector, Failure, Stop};
+use super::{lost, next_reply, Connector, Failure, Stop};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 
@@ -216,27 +216,16 @@ async fn receive_data(
 ) -> Result<(), Failure> {
     let mut left = size;
     while left > 0 {
-        let chunk = match tokio::time::timeout(silence, channel.recv::<Reply>()).await {
-            Err(_) => {
-                return Err(Failure::broken(format!(
-                    "the agent sent nothing for {}s: host or path lost",
-                    silence.as_secs()
-                )))
-            }
-            Ok(Ok(Some(Packet::FileData(chunk)))) => chunk,
-            Ok(Ok(Some(Packet::Control(Reply::Error { message })))) => {
-                return Err(Failure::refused(message))
-            }
-            Ok(Ok(Some(other))) => {
+        let chunk = match channel.recv_within::<Reply>(silence).await {
+            Ok(Packet::FileData(chunk)) => chunk,
+            Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
+            Ok(other) => {
                 return Err(Failure::broken(format!(
                     "expected file data, got {}",
                     other.summary()
                 )))
             }
-            Ok(Ok(None)) => {
-                return Err(Failure::broken("the agent closed the connection mid-file"))
-            }
-            Ok(Err(err)) => return Err(Failure::broken(err)),
+            Err(err) => return Err(lost(err, "mid-file")),
         };
         let n = chunk.len() as u64;
         if n > left {
