@@ -26,7 +26,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::de::DeserializeOwned;
@@ -142,17 +142,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     /// Not cancel safe: a cancelled send may have put part of a frame on the wire, after
     /// which the channel must be dropped.
     pub async fn send<C: Serialize>(&mut self, packet: &Packet<C>) -> Result<(), ChannelError> {
+        let frame = self.seal(packet);
+        frame::write_frame(self.framed.get_mut(), frame)
+            .await
+            .map_err(ChannelError::Transport)
+    }
+
+    /// Sends `below`, a frame of the layer below (the handshake's last), and then `packet`,
+    /// both in one write. Only [`crate::auth`] uses this, for its pipelined first request.
+    ///
+    /// # Errors
+    /// [`ChannelError::Transport`] when the connection fails.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`Channel::send`] is not.
+    pub(crate) async fn send_behind<C: Serialize>(
+        &mut self,
+        below: Bytes,
+        packet: &Packet<C>,
+    ) -> Result<(), ChannelError> {
+        let frame = self.seal(packet);
+        frame::write_two_frames(self.framed.get_mut(), below, frame)
+            .await
+            .map_err(ChannelError::Transport)
+    }
+
+    /// Encodes and encrypts `packet` as the next frame this way; the frame counts as sent.
+    fn seal<C: Serialize>(&mut self, packet: &Packet<C>) -> Bytes {
         let mut frame = packet.encode(TAG_LEN);
         self.send.seal(&mut frame);
-        let frame = frame.freeze();
-        let sent = if self.framed.write_buffer().is_empty() {
-            frame::write_frame(self.framed.get_mut(), frame).await
-        } else {
-            // A handshake frame is buffered (a pipelined first request): both leave in
-            // one write.
-            self.framed.send(frame).await
-        };
-        sent.map_err(ChannelError::Transport)
+        frame.freeze()
     }
 
     /// Receives the next packet. `Ok(None)` means the peer closed the connection cleanly,
@@ -316,6 +335,7 @@ mod tests {
     use super::*;
     use crate::frame::framed;
     use crate::message::{Reply, Request, Stream};
+    use futures_util::SinkExt;
     use tokio::io::DuplexStream;
 
     const C2S: &[u8] = b"client to server key, 32 bytes.";
