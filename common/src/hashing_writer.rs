@@ -80,7 +80,24 @@ impl DiskPath {
 /// A file being written by its own blocking thread.
 pub struct HashingWriter {
     queue: mpsc::Sender<Bytes>,
-    thread: JoinHandle<Result<Written, String>>,
+    thread: JoinHandle<Result<Written, WriteError>>,
+}
+
+/// Why a received file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A write failed (a full disk, say).
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The name the writer was started with.
+        path: PathBuf,
+        /// The first write error.
+        source: io::Error,
+    },
+    /// The writer's thread panicked.
+    #[error("the writer task failed: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 /// A file written in full, still open for the caller's fsync.
@@ -111,12 +128,13 @@ impl HashingWriter {
     /// Waits until everything queued is written; returns the file and its SHA-256.
     ///
     /// # Errors
-    /// The first write that failed (a full disk, say), with the file's name.
-    pub async fn finish(self) -> Result<Written, String> {
+    /// [`WriteError::Io`] for the first write that failed (a full disk, say), with the
+    /// file's name.
+    pub async fn finish(self) -> Result<Written, WriteError> {
         drop(self.queue);
         self.thread
             .await
-            .unwrap_or_else(|err| Err(format!("the writer task failed: {err}")))
+            .unwrap_or_else(|err| Err(WriteError::Task(err)))
     }
 }
 
@@ -126,13 +144,16 @@ fn write_queued(
     name: &Path,
     chunks: mpsc::Receiver<Bytes>,
     disk: DiskPath,
-) -> Result<Written, String> {
+) -> Result<Written, WriteError> {
     let mut hasher = Sha256::new();
     let written = match disk {
         DiskPath::Direct if start_direct(&file) => write_direct(&file, &mut hasher, chunks),
         _ => write_through_page_cache(&file, &mut hasher, chunks),
     };
-    written.map_err(|err| format!("cannot write {}: {err}", name.display()))?;
+    written.map_err(|source| WriteError::Io {
+        path: name.to_owned(),
+        source,
+    })?;
     Ok(Written {
         file,
         sha256: hex::encode(hasher.finalize()),
@@ -446,7 +467,7 @@ mod tests {
             accepted += 1;
             assert!(accepted < 1000, "the writer never stopped");
         }
-        let err = writer.finish().await.unwrap_err();
+        let err = writer.finish().await.unwrap_err().to_string();
         let want = format!("cannot write {}: ", path.display());
         assert!(
             err.starts_with(&want) && err.contains("Bad file descriptor"),
@@ -469,7 +490,7 @@ mod tests {
                 accepted += 1;
                 assert!(accepted < 10_000, "{disk:?}: the writer never stopped");
             }
-            let err = writer.finish().await.unwrap_err();
+            let err = writer.finish().await.unwrap_err().to_string();
             assert!(
                 err.starts_with("cannot write /dest/file"),
                 "{disk:?}: {err}"

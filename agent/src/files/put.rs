@@ -349,7 +349,7 @@ async fn receive_into(
     // so that nothing writes to the temporary file once the caller removes it.
     let received = feed_writer(channel, writer.as_ref().ok(), size, first, config).await;
     let written = match writer {
-        Ok(writer) => writer.finish().await,
+        Ok(writer) => writer.finish().await.map_err(|err| err.to_string()),
         Err(why) => Err(why),
     };
     received.map(|announced| {
