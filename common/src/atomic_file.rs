@@ -388,58 +388,6 @@ fn temp_path_for(dest: &Path) -> PathBuf {
     folder_of(dest).join(temp_name(dest.file_name().unwrap_or_default()))
 }
 
-/// A temporary file that is removed when dropped, unless it was renamed into place.
-pub struct TempFile {
-    path: Option<PathBuf>,
-}
-
-impl TempFile {
-    /// A new name for a temporary file that will become `dest`.
-    pub fn beside(dest: &Path) -> TempFile {
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).expect("the operating system random source works");
-        let temp = format!(
-            "{TEMP_PREFIX}{}.{}.{name}",
-            std::process::id(),
-            hex::encode(random)
-        );
-        TempFile {
-            path: Some(dest.with_file_name(temp)),
-        }
-    }
-
-    /// Where the temporary file is, until it is persisted.
-    pub fn path(&self) -> &Path {
-        self.path.as_deref().expect("set until persisted")
-    }
-
-    /// Renames the temporary file over `dest` and syncs the folder, so the rename survives
-    /// a crash.
-    pub fn persist(mut self, dest: &Path) -> std::io::Result<()> {
-        let temp = self.path.take().expect("set until persisted");
-        if let Err(err) = std::fs::rename(&temp, dest) {
-            let _ = std::fs::remove_file(&temp);
-            return Err(err);
-        }
-        if let Some(folder) = dest.parent() {
-            std::fs::File::open(folder)?.sync_all()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 /// Removes temporary files in `folder` (and below it, with `recursive`, not following
 /// links) that were left by processes no longer running, and returns their paths. One that
 /// cannot be removed now is left for the next call.
