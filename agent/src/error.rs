@@ -173,3 +173,26 @@ impl From<ReceiveError> for RequestError {
         RequestError::Refused(err.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_send_is_a_stalled_connection_with_the_old_message() {
+        let err = ConnectionError::from(SendError::Stalled(Duration::from_secs(300)));
+        assert_eq!(err.to_string(), "controller took no data for 300s");
+        let err = RequestError::from(SendError::Stalled(Duration::from_secs(3)));
+        assert!(matches!(err, RequestError::Dropped(_)), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_received_is_a_refusal() {
+        let err = RequestError::from(ReceiveError::TooLarge { size: u64::MAX });
+        assert!(matches!(err, RequestError::Refused(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{} bytes is more than a file can hold", u64::MAX)
+        );
+    }
+}

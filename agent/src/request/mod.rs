@@ -176,3 +176,57 @@ pub async fn with_heartbeats<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use common::message::Stream;
+
+    #[test]
+    fn each_request_kind_becomes_its_own_action() {
+        let exec = Packet::Control(Request::Exec {
+            command: "true".into(),
+            timeout_ms: Some(1500),
+            op_id: None,
+        });
+        let Ok(Some(Action::Exec(exec))) = Action::from_packet(exec) else {
+            panic!("an exec request is an exec action");
+        };
+        assert_eq!(exec.timeout, Some(Duration::from_millis(1500)));
+        let get = Packet::Control(Request::Get {
+            path: "x".into(),
+            recursive: true,
+        });
+        assert!(matches!(
+            Action::from_packet(get),
+            Ok(Some(Action::Get(get::Get {
+                recursive: true,
+                ..
+            })))
+        ));
+        let ping = Action::from_packet(Packet::Control(Request::Ping));
+        assert!(matches!(ping, Ok(Some(Action::Ping(_)))));
+    }
+
+    #[test]
+    fn a_stray_cancel_is_nothing_to_do() {
+        let cancel = Action::from_packet(Packet::Control(Request::Cancel));
+        assert!(matches!(cancel, Ok(None)));
+    }
+
+    #[test]
+    fn what_cannot_start_a_request_drops_the_connection() {
+        let end = Packet::Control(Request::PutEnd {
+            sha256: "00".into(),
+        });
+        let err = Action::from_packet(end).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the end of a file push that was never started"
+        );
+        let data = Packet::<Request>::Output(Stream::Stdout, Bytes::from_static(b"x"));
+        let err = Action::from_packet(data).unwrap_err();
+        assert_eq!(err.to_string(), "unexpected data from the controller");
+    }
+}
