@@ -217,6 +217,10 @@ impl Receiving {
     /// # Errors
     /// [`ReceiveError::Write`] for the first write that failed; the temporary file is
     /// removed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future removes the temporary file at once; the writer's thread may
+    /// still write what was queued into the now nameless file.
     pub async fn finish(self) -> Result<Complete, ReceiveError> {
         let Written { file, sha256 } = self.writer.finish().await?;
         Ok(Complete {
@@ -248,6 +252,10 @@ impl Complete {
     ///
     /// # Errors
     /// [`ReceiveError::Place`], naming the destination; the temporary file is removed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not stop the blocking thread: the file may still be put in
+    /// place, or its temporary file removed, after the caller has moved on.
     pub async fn place(self, mode: u32) -> Result<(), ReceiveError> {
         let dest = self.temp.dest.path();
         let placed = tokio::task::spawn_blocking(move || self.place_now(mode)).await;

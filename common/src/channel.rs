@@ -22,6 +22,11 @@
 //! the network, so sealing every frame must never become what limits a transfer
 //! (BENCHMARKS.md has the figures). This is the one place that knows about keys and tags;
 //! the messages above and the framing below do not change with it.
+//!
+//! Timeouts on a connection are written here once: [`Channel::send_within`] and
+//! [`Channel::recv_within`] tell a silent or stalled peer, a clean close and a broken
+//! channel apart by type ([`SendError`], [`RecvError`]), so callers only choose the limit
+//! and what each outcome means to them.
 
 use std::time::Duration;
 
