@@ -2,10 +2,12 @@
 //!
 //! This file only wires things together: parse the flags, set up logging, load the key,
 //! bind the listener, and serve until SIGINT or SIGTERM. The work is in [`server`] (accepting
-//! connections), [`session`] (one authenticated connection) and [`exec`] (one command).
+//! connections), [`session`] (one authenticated connection) and [`request`] (one request of
+//! each kind), with [`config`] and [`error`] below them all.
 
-mod exec;
-mod files;
+mod config;
+mod error;
+mod request;
 mod server;
 mod session;
 
@@ -114,11 +116,11 @@ async fn run(args: Args) -> Result<()> {
     if !files_dir.is_dir() {
         anyhow::bail!("the files folder {} is not a folder", files_dir.display());
     }
-    for path in files::remove_stale_temps(&files_dir, scan_below) {
+    for path in common::atomic_file::remove_stale_temps(&files_dir, scan_below) {
         tracing::info!(path = %path.display(), "removed a temporary file of an interrupted push");
     }
 
-    let config = Arc::new(server::Config {
+    let config = Arc::new(config::Config {
         key,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),

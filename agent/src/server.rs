@@ -8,31 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::key::Key;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::config::Config;
 use crate::session;
-
-/// Settings every session reads.
-#[derive(Debug)]
-pub struct Config {
-    /// The shared fleet key.
-    pub key: Key,
-    /// How long a new connection has to finish the handshake.
-    pub handshake_timeout: Duration,
-    /// How long an authenticated connection may be silent, or refuse our output.
-    pub idle_timeout: Duration,
-    /// Time between SIGTERM and SIGKILL when a command is stopped.
-    pub kill_grace: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Where relative paths of pushes and pulls resolve.
-    pub files_dir: std::path::PathBuf,
-}
 
 /// Accepts connections until `shutdown` is cancelled, then waits for the sessions to stop
 /// their commands and finish.

@@ -102,7 +102,9 @@ struct Nonces {
 /// the same write instead of after the verdict: the agent has proved the key by then, so
 /// the request goes encrypted to the right peer, and the agent reads it only once it has
 /// accepted our proof. That saves a round trip and a write per connection, which is most of
-/// what a short `ctl run` costs per host.
+/// what a short `ctl run` costs per host. This function is the only place that knows about
+/// it (docs/PROTOCOL.md 3.2): callers hand over the request, and the channel they get back
+/// has sent it as its frame 0.
 ///
 /// # Errors
 /// [`AuthError`]; [`AuthError::is_key_mismatch`] tells a wrong key from other failures.
@@ -130,15 +132,10 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
     );
     let client_proof = Bytes::copy_from_slice(&proof(key, CLIENT_PROOF, &nonces));
     match first {
-        Some(first) => {
-            // Buffered only: the channel's send writes both frames at once.
-            channel
-                .framed_mut()
-                .feed(client_proof)
-                .await
-                .map_err(write_failed)?;
-            channel.send(first).await.map_err(AuthError::Transport)?;
-        }
+        Some(first) => channel
+            .send_behind(client_proof, first)
+            .await
+            .map_err(AuthError::Transport)?,
         None => send(channel.framed_mut(), client_proof).await?,
     }
 

@@ -17,14 +17,21 @@
 //! under a key. The key changes every 2^20 frames (at most 2^36 AES blocks, 1 TiB, per key)
 //! to stay far inside AES-GCM's safe usage bounds on connections that move terabytes.
 //!
-//! Why AES-GCM rather than an HMAC tag: it is both confidentiality and integrity, and with
-//! the CPU's AES and carry-less multiply instructions (ring uses them) it runs at several
-//! GB/s, where HMAC-SHA256 ran at about 1.7 GB/s and was the largest cost of a push (see
-//! BENCHMARKS.md). This is the one place that knows about keys and tags; the messages above
-//! and the framing below do not change with it.
+//! Why AES-GCM: one pass gives both confidentiality and integrity, and with the CPU's AES
+//! and carry-less multiply instructions (ring uses them) it is cheap next to the disk and
+//! the network, so sealing every frame must never become what limits a transfer
+//! (BENCHMARKS.md has the figures). This is the one place that knows about keys and tags;
+//! the messages above and the framing below do not change with it.
+//!
+//! Timeouts on a connection are written here once: [`Channel::send_within`] and
+//! [`Channel::recv_within`] tell a silent or stalled peer, a clean close and a broken
+//! channel apart by type ([`SendError`], [`RecvError`]), so callers only choose the limit
+//! and what each outcome means to them.
+
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::de::DeserializeOwned;
@@ -93,6 +100,32 @@ pub enum ChannelError {
     },
 }
 
+/// Why [`Channel::recv_within`] returned no packet.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// Nothing arrived within the limit. The channel is still usable: no frame was lost.
+    #[error("nothing received for {}s", .0.as_secs())]
+    Idle(Duration),
+    /// The peer closed the connection cleanly, between frames.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The channel failed; it must be dropped.
+    #[error(transparent)]
+    Failed(#[from] ChannelError),
+}
+
+/// Why [`Channel::send_within`] did not send its packet. Either way the channel must be
+/// dropped: part of the frame may be on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The peer took nothing for the whole limit.
+    #[error("the peer took no data for {}s", .0.as_secs())]
+    Stalled(Duration),
+    /// The channel failed.
+    #[error(transparent)]
+    Failed(#[from] ChannelError),
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     /// Starts the channel over an already-authenticated framed stream with the two session
     /// keys from the handshake.
@@ -114,17 +147,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     /// Not cancel safe: a cancelled send may have put part of a frame on the wire, after
     /// which the channel must be dropped.
     pub async fn send<C: Serialize>(&mut self, packet: &Packet<C>) -> Result<(), ChannelError> {
+        let frame = self.seal(packet);
+        frame::write_frame(self.framed.get_mut(), frame)
+            .await
+            .map_err(ChannelError::Transport)
+    }
+
+    /// Sends `below`, a frame of the layer below (the handshake's last), and then `packet`,
+    /// both in one write. Only [`crate::auth`] uses this, for its pipelined first request.
+    ///
+    /// # Errors
+    /// [`ChannelError::Transport`] when the connection fails.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`Channel::send`] is not.
+    pub(crate) async fn send_behind<C: Serialize>(
+        &mut self,
+        below: Bytes,
+        packet: &Packet<C>,
+    ) -> Result<(), ChannelError> {
+        let frame = self.seal(packet);
+        frame::write_two_frames(self.framed.get_mut(), below, frame)
+            .await
+            .map_err(ChannelError::Transport)
+    }
+
+    /// Encodes and encrypts `packet` as the next frame this way; the frame counts as sent.
+    fn seal<C: Serialize>(&mut self, packet: &Packet<C>) -> Bytes {
         let mut frame = packet.encode(TAG_LEN);
         self.send.seal(&mut frame);
-        let frame = frame.freeze();
-        let sent = if self.framed.write_buffer().is_empty() {
-            frame::write_frame(self.framed.get_mut(), frame).await
-        } else {
-            // A handshake frame is buffered (a pipelined first request): both leave in
-            // one write.
-            self.framed.send(frame).await
-        };
-        sent.map_err(ChannelError::Transport)
+        frame.freeze()
     }
 
     /// Receives the next packet. `Ok(None)` means the peer closed the connection cleanly,
@@ -146,6 +198,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
         Packet::decode(payload)
             .map(Some)
             .map_err(|source| ChannelError::Message { seq, source })
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
+    /// Sends one packet as [`Channel::send`] does, giving up when the peer has not taken it
+    /// within `limit`: a peer that stops reading must not hold us (and whatever we are
+    /// streaming to it) forever.
+    ///
+    /// # Errors
+    /// [`SendError::Stalled`] after `limit`, [`SendError::Failed`] when the connection
+    /// fails. After either, the channel must be dropped.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, for the reason [`Channel::send`] is not.
+    pub async fn send_within<C: Serialize>(
+        &mut self,
+        packet: &Packet<C>,
+        limit: Duration,
+    ) -> Result<(), SendError> {
+        match tokio::time::timeout(limit, self.send(packet)).await {
+            Err(_) => Err(SendError::Stalled(limit)),
+            Ok(sent) => Ok(sent?),
+        }
+    }
+
+    /// Receives the next packet as [`Channel::recv`] does, waiting at most `limit` for it.
+    ///
+    /// # Errors
+    /// [`RecvError::Idle`] when nothing arrived within `limit` (the channel stays usable),
+    /// [`RecvError::Closed`] when the peer closed the connection cleanly between frames,
+    /// [`RecvError::Failed`] for any [`ChannelError`] (the channel must be dropped).
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Channel::recv`] is: a partly received frame stays buffered.
+    pub async fn recv_within<C: DeserializeOwned>(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Packet<C>, RecvError> {
+        match tokio::time::timeout(limit, self.recv()).await {
+            Err(_) => Err(RecvError::Idle(limit)),
+            Ok(Ok(Some(packet))) => Ok(packet),
+            Ok(Ok(None)) => Err(RecvError::Closed),
+            Ok(Err(err)) => Err(RecvError::Failed(err)),
+        }
     }
 }
 
@@ -244,6 +340,7 @@ mod tests {
     use super::*;
     use crate::frame::framed;
     use crate::message::{Reply, Request, Stream};
+    use futures_util::SinkExt;
     use tokio::io::DuplexStream;
 
     const C2S: &[u8] = b"client to server key, 32 bytes.";
@@ -393,6 +490,94 @@ mod tests {
         raw.send(Bytes::from_static(b"short")).await.unwrap();
         let err = receiver.recv::<Request>().await.unwrap_err();
         assert!(matches!(err, ChannelError::Short { seq: 0 }), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recv_within_tells_silence_from_a_packet_and_stays_usable() {
+        let (mut client, mut server) = pair();
+        let limit = Duration::from_secs(5);
+        let err = server.recv_within::<Request>(limit).await.unwrap_err();
+        assert!(matches!(err, RecvError::Idle(l) if l == limit), "{err}");
+        client.send(&Packet::Control(Request::Ping)).await.unwrap();
+        let got = server.recv_within::<Request>(limit).await.unwrap();
+        assert_eq!(got, Packet::Control(Request::Ping));
+    }
+
+    #[tokio::test]
+    async fn recv_within_reports_a_clean_close_as_closed() {
+        let (client, mut server) = pair();
+        drop(client);
+        let err = server
+            .recv_within::<Request>(Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RecvError::Closed), "{err}");
+    }
+
+    #[tokio::test]
+    async fn recv_within_reports_a_broken_frame_as_failed() {
+        let (mut receiver, mut raw) = channel_and_raw();
+        raw.send(Bytes::from_static(b"short")).await.unwrap();
+        let err = receiver
+            .recv_within::<Request>(Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RecvError::Failed(ChannelError::Short { seq: 0 })),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn recv_within_keeps_a_frame_that_arrives_in_parts_across_timeouts() {
+        use tokio::io::AsyncWriteExt;
+        // Tried: half a frame, a timeout, then the rest: the half must not be lost.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut receiver: Channel<DuplexStream> = Channel::new(framed(a), S2C, C2S);
+        let mut payload = Packet::Control(Request::Ping).encode(TAG_LEN);
+        Direction::new(C2S).seal(&mut payload);
+        let mut wire = (payload.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&payload);
+        let (head, tail) = wire.split_at(wire.len() / 2);
+        b.write_all(head).await.unwrap();
+        let short = Duration::from_millis(20);
+        let err = receiver.recv_within::<Request>(short).await.unwrap_err();
+        assert!(matches!(err, RecvError::Idle(_)), "{err}");
+        b.write_all(tail).await.unwrap();
+        let got = receiver.recv_within::<Request>(short * 50).await.unwrap();
+        assert_eq!(got, Packet::Control(Request::Ping));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_within_gives_up_on_a_peer_that_takes_nothing() {
+        // A 64-byte pipe nobody reads: the first frame cannot be written whole.
+        let (a, _b) = tokio::io::duplex(64);
+        let mut sender: Channel<DuplexStream> = Channel::new(framed(a), C2S, S2C);
+        let limit = Duration::from_secs(5);
+        let big = Packet::<Request>::Output(Stream::Stdout, Bytes::from(vec![0; 4096]));
+        let err = sender.send_within(&big, limit).await.unwrap_err();
+        assert!(matches!(err, SendError::Stalled(l) if l == limit), "{err}");
+    }
+
+    #[tokio::test]
+    async fn send_within_delivers_and_reports_a_broken_connection_as_failed() {
+        let (mut client, mut server) = pair();
+        let limit = Duration::from_secs(5);
+        client
+            .send_within(&Packet::Control(Request::Ping), limit)
+            .await
+            .unwrap();
+        let got: Packet<Request> = server.recv().await.unwrap().unwrap();
+        assert_eq!(got, Packet::Control(Request::Ping));
+        drop(server);
+        let err = client
+            .send_within(&Packet::Control(Request::Ping), limit)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SendError::Failed(ChannelError::Transport(_))),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -9,18 +9,17 @@
 //! The data takes one of two ways to the disk ([`DiskPath`]):
 //!
 //! - **Through the page cache**, for small files and where memory per file must stay
-//!   small. Without an early start, the kernel keeps the data in the page cache and writes
-//!   most of it only when the closing fsync asks, so the sender would wait for the whole
-//!   file's disk write after its last byte (0.3 s of a 1.9 s push of 1 GiB on the benchmark
-//!   machine). Each completed window is therefore handed to writeback at once
-//!   (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait).
+//!   small. Left alone, the kernel keeps the data in the page cache and writes most of it
+//!   only when the closing fsync asks, so the sender would wait for the whole file's disk
+//!   write after its last byte. Each completed window is therefore handed to writeback at
+//!   once (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so the disk
+//!   works while the data still arrives.
 //! - **Around it (`O_DIRECT`)**, for large files: the kernel copies nothing into the page
-//!   cache, and a large push does not evict what the host's own services keep cached. The
-//!   data is gathered into aligned blocks; a second thread writes one while the next one
-//!   fills and is hashed. On the benchmark machine (a VM whose freed memory goes back to the
-//!   hypervisor, so that new page-cache pages fault in again), writing 1 GiB through the page
-//!   cache cost 0.25-1.9 s of kernel CPU, and around it 0.07-0.11 s. A filesystem that
-//!   refuses `O_DIRECT`, or an alignment it does not take, falls back to the page cache.
+//!   cache, and a large transfer does not evict what the host's own services keep cached.
+//!   The data is gathered into aligned blocks; a second thread writes one while the next one
+//!   fills and is hashed, so hashing and writing overlap. A filesystem that refuses
+//!   `O_DIRECT`, or an alignment it does not take, falls back to the page cache: the
+//!   file's content must never depend on which way it took.
 //!
 //! Either way the caller's fsync before its rename makes the file durable and reports
 //! write errors.
@@ -44,8 +43,9 @@ use tokio::task::JoinHandle;
 const WRITEBACK_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// The size of one direct write. Two blocks exist per file (one filling, one being
-/// written): 1 MiB writes already run at the disk's speed (4 MiB ones gained nothing
-/// measurable on the benchmark machine), and memory stays at 2 MiB per file.
+/// written), so this is half the memory a file takes: large enough that each write keeps
+/// the disk busy, small enough that many files at once stay cheap (BENCHMARKS.md has the
+/// sizes tried).
 const DIRECT_BLOCK: usize = 1024 * 1024;
 
 /// Direct writes start at offsets and come from addresses aligned to this, and are whole
@@ -80,7 +80,24 @@ impl DiskPath {
 /// A file being written by its own blocking thread.
 pub struct HashingWriter {
     queue: mpsc::Sender<Bytes>,
-    thread: JoinHandle<Result<Written, String>>,
+    thread: JoinHandle<Result<Written, WriteError>>,
+}
+
+/// Why a received file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A write failed (a full disk, say).
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The name the writer was started with.
+        path: PathBuf,
+        /// The first write error.
+        source: io::Error,
+    },
+    /// The writer's thread panicked.
+    #[error("the writer task failed: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 /// A file written in full, still open for the caller's fsync.
@@ -111,12 +128,13 @@ impl HashingWriter {
     /// Waits until everything queued is written; returns the file and its SHA-256.
     ///
     /// # Errors
-    /// The first write that failed (a full disk, say), with the file's name.
-    pub async fn finish(self) -> Result<Written, String> {
+    /// [`WriteError::Io`] for the first write that failed (a full disk, say), with the
+    /// file's name.
+    pub async fn finish(self) -> Result<Written, WriteError> {
         drop(self.queue);
         self.thread
             .await
-            .unwrap_or_else(|err| Err(format!("the writer task failed: {err}")))
+            .unwrap_or_else(|err| Err(WriteError::Task(err)))
     }
 }
 
@@ -126,13 +144,16 @@ fn write_queued(
     name: &Path,
     chunks: mpsc::Receiver<Bytes>,
     disk: DiskPath,
-) -> Result<Written, String> {
+) -> Result<Written, WriteError> {
     let mut hasher = Sha256::new();
     let written = match disk {
         DiskPath::Direct if start_direct(&file) => write_direct(&file, &mut hasher, chunks),
         _ => write_through_page_cache(&file, &mut hasher, chunks),
     };
-    written.map_err(|err| format!("cannot write {}: {err}", name.display()))?;
+    written.map_err(|source| WriteError::Io {
+        path: name.to_owned(),
+        source,
+    })?;
     Ok(Written {
         file,
         sha256: hex::encode(hasher.finalize()),
@@ -273,9 +294,9 @@ fn write_block(mut file: &File, data: &[u8], direct: &mut bool) -> io::Result<()
 /// [`DIRECT_BLOCK`] bytes of their own pages, and how many of them are filled.
 ///
 /// Mapped rather than allocated: pages are aligned as direct I/O needs, and they go back to
-/// the kernel when the file is done. From the allocator, blocks this size end up in a
-/// thread's arena and stay resident (an agent that had served a few large pushes held 4
-/// MiB more between them).
+/// the kernel when the file is done. Blocks this size taken from the allocator stay in a
+/// thread's arena after they are freed, so a long-lived agent would keep them resident
+/// between transfers.
 struct AlignedBlock {
     pages: MmapMut,
     len: usize,
@@ -446,7 +467,7 @@ mod tests {
             accepted += 1;
             assert!(accepted < 1000, "the writer never stopped");
         }
-        let err = writer.finish().await.unwrap_err();
+        let err = writer.finish().await.unwrap_err().to_string();
         let want = format!("cannot write {}: ", path.display());
         assert!(
             err.starts_with(&want) && err.contains("Bad file descriptor"),
@@ -469,7 +490,7 @@ mod tests {
                 accepted += 1;
                 assert!(accepted < 10_000, "{disk:?}: the writer never stopped");
             }
-            let err = writer.finish().await.unwrap_err();
+            let err = writer.finish().await.unwrap_err().to_string();
             assert!(
                 err.starts_with("cannot write /dest/file"),
                 "{disk:?}: {err}"

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::auth::{self, AuthError};
-use common::channel::Channel;
+use common::channel::{Channel, RecvError, SendError};
 use common::frame;
 use common::inventory::Host;
 use common::key::Key;
@@ -173,6 +173,19 @@ impl Failure {
     }
 }
 
+/// A send the agent did not take: the conversation is broken either way.
+impl From<SendError> for Failure {
+    fn from(err: SendError) -> Failure {
+        match err {
+            SendError::Stalled(limit) => Failure::broken(format!(
+                "the agent took no data for {}s: host or path lost",
+                limit.as_secs()
+            )),
+            SendError::Failed(err) => Failure::broken(err),
+        }
+    }
+}
+
 /// The agent's next answer in a file transfer, heartbeats skipped; an `error` reply is a
 /// refusal, and nothing at all for `silence` means the host or the path is lost.
 pub(crate) async fn next_reply(
@@ -180,30 +193,28 @@ pub(crate) async fn next_reply(
     silence: Duration,
 ) -> Result<Reply, Failure> {
     loop {
-        let Ok(received) = tokio::time::timeout(silence, channel.recv::<Reply>()).await else {
-            let why = format!(
-                "the agent sent nothing for {}s: host or path lost",
-                silence.as_secs()
-            );
-            return Err(Failure::broken(why));
-        };
-        match received {
-            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
-            Ok(Some(Packet::Control(Reply::Error { message }))) => {
-                return Err(Failure::refused(message))
-            }
-            Ok(Some(Packet::Control(reply))) => return Ok(reply),
-            Ok(Some(other)) => {
+        match channel.recv_within::<Reply>(silence).await {
+            Ok(Packet::Control(Reply::Heartbeat)) => continue,
+            Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
+            Ok(Packet::Control(reply)) => return Ok(reply),
+            Ok(other) => {
                 let why = format!("unexpected data from the agent: {}", other.summary());
                 return Err(Failure::broken(why));
             }
-            Ok(None) => {
-                return Err(Failure::broken(
-                    "the agent closed the connection mid-transfer",
-                ))
-            }
-            Err(err) => return Err(Failure::broken(err)),
+            Err(err) => return Err(lost(err, "mid-transfer")),
         }
+    }
+}
+
+/// A receive that brought nothing, as a failure; `during` says where the agent closed.
+pub(crate) fn lost(err: RecvError, during: &str) -> Failure {
+    match err {
+        RecvError::Idle(limit) => Failure::broken(format!(
+            "the agent sent nothing for {}s: host or path lost",
+            limit.as_secs()
+        )),
+        RecvError::Closed => Failure::broken(format!("the agent closed the connection {during}")),
+        RecvError::Failed(err) => Failure::broken(err),
     }
 }
 

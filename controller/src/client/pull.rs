@@ -5,20 +5,20 @@
 //! names (no `..`, no root, no empty parts), and no folder on the way may be a link, so a
 //! hostile or broken agent cannot make us write outside `DEST/<host>/`.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::atomic_file::TempFile;
+use common::atomic_file::{place_symlink, ReceiveError, ReceivedFile, Receiving};
 use common::channel::Channel;
-use common::hashing_writer::{DiskPath, HashingWriter, Written};
+use common::hashing_writer::DiskPath;
 use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::{next_reply, Connector, Failure, Stop};
+use super::{lost, next_reply, Connector, Failure, Stop};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 
@@ -142,7 +142,7 @@ async fn receive_all(
 }
 
 /// Receives one file's data into a temporary file, checks it against the agent's hash and
-/// renames it into place.
+/// puts it in place (`common::atomic_file`).
 async fn receive_file(
     channel: &mut Channel<TcpStream>,
     local: &Path,
@@ -151,15 +151,14 @@ async fn receive_file(
     progress: &Progress,
     silence: Duration,
 ) -> Result<String, Failure> {
-    let failed_at =
-        |err: std::io::Error| Failure::refused(format!("cannot write {}: {err}", local.display()));
-    let temp = TempFile::beside(local);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp.path())
-        .map_err(failed_at)?;
+    let failed = |err: ReceiveError| {
+        Failure::refused(format!(
+            "cannot write {}: {}",
+            local.display(),
+            err.reason()
+        ))
+    };
+    let file = ReceivedFile::create(local).map_err(failed)?;
     // Held until the writer has finished.
     let direct_slot = (DiskPath::for_size(size) == DiskPath::Direct)
         .then(|| DIRECT_WRITE_SLOTS.try_acquire().ok())
@@ -169,18 +168,15 @@ async fn receive_file(
     } else {
         DiskPath::PageCache
     };
-    let writer = HashingWriter::start(file, local.to_owned(), WRITE_QUEUE_CHUNKS, disk);
+    let receiving = file.start_writing(WRITE_QUEUE_CHUNKS, disk);
     // The writer is finished even when the transfer broke off, so that nothing writes to
     // the temporary file once it is removed.
-    let received = receive_data(channel, &writer, size, progress, silence).await;
-    let written = writer.finish().await.map_err(Failure::refused);
+    let received = receive_data(channel, &receiving, size, progress, silence).await;
+    let complete = receiving.finish().await.map_err(failed);
+    drop(direct_slot);
     received?;
-    let Written { file, sha256: ours } = written?;
-    tokio::task::spawn_blocking(move || file.sync_all())
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|synced| synced)
-        .map_err(failed_at)?;
+    let complete = complete?;
+    let ours = complete.sha256().to_owned();
     match next_reply(channel, silence).await? {
         Reply::EntryEnd { sha256 } if sha256 == ours => {}
         Reply::EntryEnd { sha256 } => {
@@ -196,12 +192,7 @@ async fn receive_file(
             )))
         }
     }
-    std::fs::set_permissions(
-        temp.path(),
-        std::fs::Permissions::from_mode(local_mode(mode)),
-    )
-    .map_err(failed_at)?;
-    temp.persist(local).map_err(failed_at)?;
+    complete.place(local_mode(mode)).await.map_err(failed)?;
     Ok(ours)
 }
 
@@ -209,34 +200,23 @@ async fn receive_file(
 /// write that fails (the writer's `finish` says why).
 async fn receive_data(
     channel: &mut Channel<TcpStream>,
-    writer: &HashingWriter,
+    writer: &Receiving,
     size: u64,
     progress: &Progress,
     silence: Duration,
 ) -> Result<(), Failure> {
     let mut left = size;
     while left > 0 {
-        let chunk = match tokio::time::timeout(silence, channel.recv::<Reply>()).await {
-            Err(_) => {
-                return Err(Failure::broken(format!(
-                    "the agent sent nothing for {}s: host or path lost",
-                    silence.as_secs()
-                )))
-            }
-            Ok(Ok(Some(Packet::FileData(chunk)))) => chunk,
-            Ok(Ok(Some(Packet::Control(Reply::Error { message })))) => {
-                return Err(Failure::refused(message))
-            }
-            Ok(Ok(Some(other))) => {
+        let chunk = match channel.recv_within::<Reply>(silence).await {
+            Ok(Packet::FileData(chunk)) => chunk,
+            Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
+            Ok(other) => {
                 return Err(Failure::broken(format!(
                     "expected file data, got {}",
                     other.summary()
                 )))
             }
-            Ok(Ok(None)) => {
-                return Err(Failure::broken("the agent closed the connection mid-file"))
-            }
-            Ok(Err(err)) => return Err(Failure::broken(err)),
+            Err(err) => return Err(lost(err, "mid-file")),
         };
         let n = chunk.len() as u64;
         if n > left {
@@ -278,11 +258,7 @@ fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
 }
 
 fn make_link(local: &Path, target: &str) -> Result<(), Failure> {
-    let temp = TempFile::beside(local);
-    let made = std::os::unix::fs::symlink(target, temp.path()).and_then(|()| temp.persist(local));
-    made.map_err(|err| {
-        Failure::refused(format!("cannot create the link {}: {err}", local.display()))
-    })
+    place_symlink(local, target).map_err(Failure::refused)
 }
 
 /// The mode a pulled file or folder gets here: the agent's permission bits, without

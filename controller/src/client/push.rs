@@ -132,7 +132,9 @@ async fn push_entry(
             mkdir,
         }),
     };
-    send_within(channel, &Packet::Control(request), silence).await?;
+    channel
+        .send_within(&Packet::Control(request), silence)
+        .await?;
     match next_reply(channel, silence).await? {
         Reply::Made { path, created } => {
             if is_root {
@@ -166,7 +168,7 @@ async fn put_data(
     let kept = match held_sha256 {
         Some(held) if whole_hash(entry).await? == held.to_ascii_lowercase() => {
             let keep = Request::PutKeep { sha256: held };
-            send_within(channel, &Packet::Control(keep), silence).await?;
+            channel.send_within(&Packet::Control(keep), silence).await?;
             progress.advance(entry.size);
             true
         }
@@ -176,12 +178,9 @@ async fn put_data(
                 .hash
                 .result()
                 .expect("every byte was read, so every byte was hashed");
-            send_within(
-                channel,
-                &Packet::Control(Request::PutEnd { sha256 }),
-                silence,
-            )
-            .await?;
+            channel
+                .send_within(&Packet::Control(Request::PutEnd { sha256 }), silence)
+                .await?;
             false
         }
     };
@@ -238,7 +237,9 @@ async fn restore_dir_modes(
             mode: entry.mode,
             mkdir: false,
         };
-        send_within(channel, &Packet::Control(request), silence).await?;
+        channel
+            .send_within(&Packet::Control(request), silence)
+            .await?;
         match next_reply(channel, silence).await? {
             Reply::Made { .. } => {}
             other => return Err(unexpected(other)),
@@ -265,26 +266,13 @@ async fn send_file(
         ChunkReader::start(entry.path.clone(), entry.size, READ_AHEAD_CHUNKS, observer);
     while let Some(chunk) = reader.next().await {
         let n = chunk.len() as u64;
-        send_within(channel, &Packet::FileData(chunk), silence).await?;
+        channel
+            .send_within(&Packet::<Request>::FileData(chunk), silence)
+            .await?;
         progress.advance(n);
     }
     // The observer has fed the shared hash; nothing more to take from it.
     reader.finish().await.map(drop).map_err(Failure::broken)
-}
-
-/// Sends one packet, giving up when the agent has taken nothing for `silence`.
-async fn send_within(
-    channel: &mut Channel<TcpStream>,
-    packet: &Packet<Request>,
-    silence: Duration,
-) -> Result<(), Failure> {
-    match tokio::time::timeout(silence, channel.send(packet)).await {
-        Err(_) => Err(Failure::broken(format!(
-            "the agent took no data for {}s: host or path lost",
-            silence.as_secs()
-        ))),
-        Ok(result) => result.map_err(Failure::broken),
-    }
 }
 
 fn unexpected(reply: Reply) -> Failure {

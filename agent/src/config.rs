@@ -1,0 +1,27 @@
+//! The settings every session and every request reads, fixed when the agent starts.
+//!
+//! They sit below both the server (which hands them to each session) and the requests
+//! (which read their limits and the files folder), so neither has to import the other for
+//! them. Parsing the flags into these is `main`'s business.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::key::Key;
+
+/// Settings every session reads.
+#[derive(Debug)]
+pub struct Config {
+    /// The shared fleet key.
+    pub key: Key,
+    /// How long a new connection has to finish the handshake.
+    pub handshake_timeout: Duration,
+    /// How long an authenticated connection may be silent, or refuse our output.
+    pub idle_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when a command is stopped.
+    pub kill_grace: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Where relative paths of pushes and pulls resolve.
+    pub files_dir: PathBuf,
+}

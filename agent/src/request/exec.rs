@@ -1,0 +1,276 @@
+//! `exec`: one command, `sh -c` in its own process group, its output streamed back as it
+//! comes, and its end reported, whether it exits, times out, is cancelled or loses its
+//! controller. Signalling the group is [`super::process_group`]'s.
+//!
+//! The command gets a process group of its own so that a timeout or a cancel can stop
+//! everything it started (`sh -c 'a | b'`, background jobs), not just the shell. Output is
+//! read in chunks and each chunk is sent before the next read: when the controller reads
+//! slowly, the send waits, the pipe fills, and the command blocks in `write`. That is the
+//! backpressure; nothing is buffered without bound.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::channel::Channel;
+use common::frame::MAX_DATA_CHUNK;
+use common::message::{EndReason, Packet, Reply, Request, Stream, HEARTBEAT_INTERVAL};
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::process_group::ProcessGroup;
+use crate::config::Config;
+use crate::error::{ConnectionError, Refusal, RequestError};
+
+/// An `exec` request.
+#[derive(Debug)]
+pub struct Exec {
+    /// The shell command line.
+    pub command: String,
+    /// Kill the command after this long.
+    pub timeout: Option<Duration>,
+    /// The controller's operation id, for the logs.
+    pub op_id: Option<String>,
+}
+
+impl Exec {
+    /// The `op` span the command runs in; its pid is recorded once it has one.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "op",
+            op_id = self.op_id.as_deref().unwrap_or("-"),
+            kind = "exec",
+            pid = tracing::field::Empty
+        )
+    }
+
+    /// Runs the command, streaming its output over `channel`, and returns its
+    /// [`Reply::Exit`].
+    ///
+    /// # Errors
+    /// [`Refusal::CannotStart`] when the shell cannot be started; a [`ConnectionError`]
+    /// when the controller vanished or stalled, by which time the command's process group
+    /// has been stopped.
+    pub async fn apply(
+        self,
+        channel: &mut Channel<TcpStream>,
+        config: &Config,
+        shutdown: &CancellationToken,
+    ) -> Result<Reply, RequestError> {
+        let limits = Limits {
+            timeout: self.timeout,
+            kill_grace: config.kill_grace,
+            send_timeout: config.idle_timeout,
+        };
+        let mut child = spawn(&self.command).map_err(Refusal::CannotStart)?;
+        let pid = child.id().expect("a just-spawned child has a pid");
+        let group = ProcessGroup::new(pid, limits.kill_grace);
+        tracing::Span::current().record("pid", pid);
+        tracing::info!(command = self.command, "command started");
+        let started = std::time::Instant::now();
+        channel
+            .send_within(
+                &Packet::Control(Reply::Started { pid }),
+                limits.send_timeout,
+            )
+            .await?;
+
+        let (status, reason) =
+            stream_until_exit(channel, &mut child, &group, &limits, shutdown).await?;
+        tracing::info!(
+            code = status.code(),
+            signal = status.signal(),
+            ?reason,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "command finished"
+        );
+        if reason == EndReason::Exited {
+            group.disarm();
+        }
+        // Otherwise the guard, dropped here, makes sure of the kill: members of the group
+        // that ignored SIGTERM get SIGKILL after the grace period even when the shell
+        // itself is gone already.
+        Ok(Reply::Exit {
+            code: status.code(),
+            signal: status.signal(),
+            reason,
+        })
+    }
+}
+
+/// How long to keep reading output after the shell exits while something it left in the
+/// background still holds the pipes open. Background jobs keep running; we just stop waiting.
+const LINGER_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The bounds one command runs under.
+#[derive(Debug, Clone)]
+struct Limits {
+    /// Kill the command after this long.
+    timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    kill_grace: Duration,
+    /// How long the controller may refuse our output before we give up on it.
+    send_timeout: Duration,
+}
+
+fn spawn(command: &str) -> std::io::Result<Child> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+/// What the loop in [`stream_until_exit`] knows about the command so far: its exit status
+/// once it has one, why it is ending, and the deadlines still ahead.
+struct CommandState {
+    status: Option<ExitStatus>,
+    reason: EndReason,
+    /// When set, the group gets SIGKILL at this instant (SIGTERM was sent already).
+    kill_at: Option<Instant>,
+    /// When set, we stop waiting for the pipes to close at this instant.
+    stop_reading_at: Option<Instant>,
+}
+
+async fn stream_until_exit(
+    channel: &mut Channel<TcpStream>,
+    child: &mut Child,
+    group: &ProcessGroup,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> Result<(ExitStatus, EndReason), ConnectionError> {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out_buf = BytesMut::with_capacity(MAX_DATA_CHUNK);
+    let mut err_buf = BytesMut::with_capacity(MAX_DATA_CHUNK);
+    let timeout_at = limits.timeout.map(|t| Instant::now() + t);
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
+    let mut state = CommandState {
+        status: None,
+        reason: EndReason::Exited,
+        kill_at: None,
+        stop_reading_at: None,
+    };
+    loop {
+        let reading = stdout.is_some() || stderr.is_some();
+        if let Some(status) = state.status {
+            if !reading {
+                return Ok((status, state.reason));
+            }
+        }
+        tokio::select! {
+            read = read_chunk(&mut stdout, &mut out_buf), if stdout.is_some() => {
+                forward(channel, Stream::Stdout, read, &mut stdout, &mut out_buf, limits).await?;
+            }
+            read = read_chunk(&mut stderr, &mut err_buf), if stderr.is_some() => {
+                forward(channel, Stream::Stderr, read, &mut stderr, &mut err_buf, limits).await?;
+            }
+            status = child.wait(), if state.status.is_none() => {
+                let status = status.map_err(ConnectionError::WaitForCommand)?;
+                state.status = Some(status);
+                let linger = state.kill_at.map_or(LINGER_AFTER_EXIT, |_| limits.kill_grace);
+                state.stop_reading_at = Some(Instant::now() + linger);
+            }
+            // Only while nothing has stopped the command yet: once it is being stopped, an
+            // expired deadline must not fire again on every turn of the loop.
+            _ = sleep_until(timeout_at), if state.reason == EndReason::Exited && state.status.is_none() => {
+                tracing::info!("timeout expired, stopping the command");
+                stop(group, &mut state, EndReason::Timeout, limits);
+            }
+            _ = sleep_until(state.kill_at), if state.kill_at.is_some() => {
+                group.signal(Signal::SIGKILL);
+                state.kill_at = None;
+            }
+            _ = sleep_until(state.stop_reading_at), if state.stop_reading_at.is_some() => {
+                // Something in the background still holds the pipes; stop listening to it.
+                stdout = None;
+                stderr = None;
+            }
+            request = channel.recv::<Request>() => match request {
+                Ok(Some(Packet::Control(Request::Cancel))) => {
+                    tracing::info!("cancelled by the controller");
+                    stop(group, &mut state, EndReason::Cancelled, limits);
+                }
+                // Whatever else arrives, the controller is gone or broken: the connection
+                // ends here, and dropping the group's guard stops the command.
+                Ok(Some(other)) => {
+                    return Err(ConnectionError::UnexpectedWhileRunning(other.summary()));
+                }
+                Ok(None) => return Err(ConnectionError::ClosedMidCommand),
+                Err(err) => return Err(err.into()),
+            },
+            _ = shutdown.cancelled(), if state.reason == EndReason::Exited && state.status.is_none() => {
+                stop(group, &mut state, EndReason::Shutdown, limits);
+            }
+            _ = heartbeat.tick() => {
+                channel.send_within(&Packet::Control(Reply::Heartbeat), limits.send_timeout).await?;
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM to the group now and schedules SIGKILL after the grace period.
+fn stop(group: &ProcessGroup, state: &mut CommandState, reason: EndReason, limits: &Limits) {
+    // Once the shell has exited by itself, the command's result stands: a cancel or
+    // shutdown during the linger does not turn it into `cancelled`.
+    if state.reason != EndReason::Exited || state.status.is_some() {
+        return;
+    }
+    state.reason = reason;
+    group.signal(Signal::SIGTERM);
+    state.kill_at = Some(Instant::now() + limits.kill_grace);
+}
+
+/// Reads what the pipe has, up to one chunk. Returns 0 at end of file.
+///
+/// # Cancel safety
+/// Cancel safe: `read_buf` either read into `buf` or did nothing.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    let pipe = pipe.as_mut().expect("guarded by the select precondition");
+    buf.reserve(MAX_DATA_CHUNK);
+    let room = MAX_DATA_CHUNK.saturating_sub(buf.len());
+    let mut limited = (&mut *pipe).take(room as u64);
+    limited.read_buf(buf).await
+}
+
+/// Sends what was read, or closes the pipe at end of file or on a read error.
+async fn forward<R>(
+    channel: &mut Channel<TcpStream>,
+    stream: Stream,
+    read: std::io::Result<usize>,
+    pipe: &mut Option<R>,
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<(), ConnectionError> {
+    match read {
+        Ok(0) => *pipe = None,
+        Ok(_) => {
+            let chunk = Packet::<Reply>::Output(stream, buf.split().freeze());
+            channel.send_within(&chunk, limits.send_timeout).await?;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, ?stream, "reading the command's output failed");
+            *pipe = None;
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
