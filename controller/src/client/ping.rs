@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use common::channel::RecvError;
 use common::inventory::Host;
 use common::message::{Packet, Reply, Request};
 
@@ -18,25 +19,26 @@ pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
         Err(outcome) => return outcome,
     };
     let round_trip = Instant::now();
-    let exchange = async {
-        channel.send(&Packet::Control(Request::Ping)).await?;
-        channel.recv::<Reply>().await
-    };
-    match tokio::time::timeout(connector.connect_timeout, exchange).await {
-        Ok(Ok(Some(Packet::Control(Reply::Pong { agent_version })))) => HostOutcome {
+    let limit = connector.connect_timeout;
+    if let Err(err) = channel
+        .send_within(&Packet::Control(Request::Ping), limit)
+        .await
+    {
+        return protocol_error(err.to_string(), started);
+    }
+    match channel.recv_within::<Reply>(limit).await {
+        Ok(Packet::Control(Reply::Pong { agent_version })) => HostOutcome {
             agent_version: Some(agent_version),
             ..HostOutcome::succeeded(round_trip.elapsed())
         },
-        Ok(Ok(other)) => protocol_error(
-            format!(
-                "unexpected answer to ping: {}",
-                other
-                    .as_ref()
-                    .map_or_else(|| "nothing".to_owned(), Packet::summary)
-            ),
+        Ok(other) => protocol_error(
+            format!("unexpected answer to ping: {}", other.summary()),
             started,
         ),
-        Ok(Err(err)) => protocol_error(err.to_string(), started),
-        Err(_) => protocol_error("no answer to ping in time".into(), started),
+        Err(RecvError::Idle(_)) => protocol_error("no answer to ping in time".into(), started),
+        Err(RecvError::Closed) => {
+            protocol_error("unexpected answer to ping: nothing".into(), started)
+        }
+        Err(RecvError::Failed(err)) => protocol_error(err.to_string(), started),
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::channel::Channel;
+use common::channel::{Channel, RecvError};
 use common::inventory::Host;
 use common::message::{EndReason, Packet, Reply, Request};
 use tokio::net::TcpStream;
@@ -65,14 +65,13 @@ async fn follow_command(
 ) -> HostOutcome {
     let mut cancel_sent = false;
     let mut report_deadline = None;
-    let mut silence_deadline = tokio::time::Instant::now() + silence_timeout;
     loop {
         let packet = tokio::select! {
             _ = stop.cancel.cancelled(), if !cancel_sent => {
                 cancel_sent = true;
                 report_deadline = Some(tokio::time::Instant::now() + CANCEL_REPORT_WAIT);
-                let sent = tokio::time::timeout(silence_timeout, channel.send(&Packet::Control(Request::Cancel))).await;
-                if !matches!(sent, Ok(Ok(()))) {
+                let sent = channel.send_within(&Packet::Control(Request::Cancel), silence_timeout).await;
+                if sent.is_err() {
                     return HostOutcome::failure(Status::Cancelled, "cancelled; connection lost", started.elapsed());
                 }
                 continue;
@@ -83,45 +82,45 @@ async fn follow_command(
             _ = sleep_until(report_deadline) => {
                 return HostOutcome::failure(Status::Cancelled, "cancelled; the agent did not confirm in time", started.elapsed());
             }
-            _ = tokio::time::sleep_until(silence_deadline) => {
+            // Cancel safe: a frame half received stays in the channel for the next turn.
+            packet = channel.recv_within::<Reply>(silence_timeout) => packet,
+        };
+        match packet {
+            Ok(Packet::Output(stream, bytes)) => {
+                output.kept.get_mut(stream).push(&bytes);
+                output.sink.show(stream, bytes).await;
+            }
+            Ok(Packet::Control(Reply::Started { .. } | Reply::Heartbeat)) => {}
+            Ok(Packet::Control(Reply::Exit {
+                code,
+                signal,
+                reason,
+            })) => {
+                let mut outcome = command_outcome(code, signal, reason, started.elapsed());
+                outcome.stdout_bytes = output.kept.stdout.total();
+                outcome.stderr_bytes = output.kept.stderr.total();
+                return outcome;
+            }
+            Ok(Packet::Control(Reply::Error { message })) => {
+                return HostOutcome::failure(Status::Error, message, started.elapsed())
+            }
+            Ok(other @ (Packet::Control(_) | Packet::FileData(_))) => {
+                return protocol_error(format!("unexpected reply {}", other.summary()), started)
+            }
+            Err(RecvError::Idle(_)) => {
                 let why = format!(
                     "the agent sent nothing, not even a heartbeat, for {}s: host or path lost",
                     silence_timeout.as_secs()
                 );
                 return HostOutcome::failure(Status::Error, why, started.elapsed());
             }
-            packet = channel.recv::<Reply>() => packet,
-        };
-        silence_deadline = tokio::time::Instant::now() + silence_timeout;
-        match packet {
-            Ok(Some(Packet::Output(stream, bytes))) => {
-                output.kept.get_mut(stream).push(&bytes);
-                output.sink.show(stream, bytes).await;
-            }
-            Ok(Some(Packet::Control(Reply::Started { .. } | Reply::Heartbeat))) => {}
-            Ok(Some(Packet::Control(Reply::Exit {
-                code,
-                signal,
-                reason,
-            }))) => {
-                let mut outcome = command_outcome(code, signal, reason, started.elapsed());
-                outcome.stdout_bytes = output.kept.stdout.total();
-                outcome.stderr_bytes = output.kept.stderr.total();
-                return outcome;
-            }
-            Ok(Some(Packet::Control(Reply::Error { message }))) => {
-                return HostOutcome::failure(Status::Error, message, started.elapsed())
-            }
-            Ok(Some(other @ (Packet::Control(_) | Packet::FileData(_)))) => {
-                return protocol_error(format!("unexpected reply {}", other.summary()), started)
-            }
-            Ok(None) => {
+            Err(RecvError::Closed) => {
                 return protocol_error(
                     "the agent closed the connection mid-command".into(),
                     started,
                 )
             }
-            Err(err) => return protocol_error(err.to_string(), started),
+            Err(RecvError::Failed(err)) => return protocol_error(err.to_string(), started),
         }
     }
 }
