@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod commands;
 mod fanout;
+mod inventory;
 mod local_tree;
 mod outcome;
 mod output;

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::inventory::Host;
 use serde::{Deserialize, Serialize};
 
 use super::kept::Kept;
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::millis;
 

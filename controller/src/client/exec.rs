@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 use common::channel::Channel;
-use common::inventory::Host;
 use common::message::{EndReason, Packet, Reply, Request, Stream};
 use tokio::net::TcpStream;
 
 use super::{protocol_error, sleep_until, Connector, Stop};
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::OutputSink;
 

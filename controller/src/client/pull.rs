@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use common::atomic_file::TempFile;
 use common::channel::Channel;
 use common::hashing_writer::{DiskPath, HashingWriter, Written};
-use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::{next_reply, Connector, Failure, Stop};
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 

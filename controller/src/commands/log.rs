@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result};
-use common::inventory::Inventory;
 use common::key::Key;
 use common::message::Stream;
 
@@ -12,6 +11,7 @@ use crate::audit::kept::{kept_path, sha256_hex};
 use crate::audit::seal::{self, Location};
 use crate::audit::{AuditLog, Record};
 use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
+use crate::inventory::Inventory;
 use crate::output::print_stdout;
 use crate::plan;
 use crate::review::{self, Filter};

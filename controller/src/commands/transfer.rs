@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use common::inventory::Host;
 
 use super::operation::Recorded;
 use super::Exit;
@@ -17,6 +16,7 @@ use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
 use crate::client::push::PushJob;
 use crate::client::{self, Connector, Stop};
 use crate::fanout::fan_out;
+use crate::inventory::Host;
 use crate::local_tree::LocalTree;
 use crate::outcome::HostOutcome;
 use crate::output;

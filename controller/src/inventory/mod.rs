@@ -2,7 +2,7 @@
 //!
 //! This module owns the `inventory.yaml` format, its validation, group resolution and the
 //! `--group`/`--host`/`--exclude` selection. It does not read the key file (that is
-//! [`crate::key`]; we only resolve its path), resolve DNS names, or parse command lines.
+//! [`common::key`]; we only resolve its path), resolve DNS names, or parse command lines.
 //!
 //! ```yaml
 //! defaults:
@@ -292,30 +292,6 @@ pub enum InventoryError {
     },
 }
 
-impl InventoryError {
-    /// The inventory file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            InventoryError::Read { path, .. }
-            | InventoryError::Syntax { path, .. }
-            | InventoryError::Range { path, .. }
-            | InventoryError::BadHostName { path, .. }
-            | InventoryError::BadGroupName { path, .. }
-            | InventoryError::BadAddress { path, .. }
-            | InventoryError::BadPort { path, .. }
-            | InventoryError::BadDefaultPort { path, .. }
-            | InventoryError::AddressCountMismatch { path, .. }
-            | InventoryError::DuplicateHost { path, .. }
-            | InventoryError::DuplicateGroup { path, .. }
-            | InventoryError::ReservedGroup { path }
-            | InventoryError::GroupHostClash { path, .. }
-            | InventoryError::UnknownMember { path, .. }
-            | InventoryError::GroupCycle { path, .. }
-            | InventoryError::UnknownName { path, .. } => path,
-        }
-    }
-}
-
 impl Host {
     /// The `address:port` string to connect to, with IPv6 addresses in brackets
     /// (`127.0.0.1:7001`, `[::1]:7004`).
@@ -386,16 +362,6 @@ impl Inventory {
     /// `defaults.key_file`, resolved against the inventory's folder; `None` if not set.
     pub fn key_file(&self) -> Option<&Path> {
         self.key_file.as_deref()
-    }
-
-    /// Every host, in file order.
-    pub fn hosts(&self) -> &[Host] {
-        &self.hosts
-    }
-
-    /// The host called `name`, if there is one.
-    pub fn host(&self, name: &str) -> Option<&Host> {
-        self.host_index.get(name).map(|&i| &self.hosts[i])
     }
 
     /// The names of the groups defined in the file, sorted; the reserved `all` is not included.
@@ -1047,7 +1013,7 @@ groups:
     fn example_file_loads() {
         let inv = load(EXAMPLE);
         let endpoints: Vec<(&str, String)> = inv
-            .hosts()
+            .hosts
             .iter()
             .map(|h| (h.name.as_str(), h.endpoint()))
             .collect();
@@ -1072,10 +1038,6 @@ groups:
             Some(Path::new("/etc/muster/keys/fleet.key"))
         );
         assert_eq!(inv.path(), Path::new("/etc/muster/inventory.yaml"));
-        assert_eq!(
-            inv.host("db1").map(Host::endpoint).as_deref(),
-            Some("127.0.0.1:7070")
-        );
     }
 
     #[test]
@@ -1084,7 +1046,7 @@ groups:
         let path = dir.path().join("inventory.yaml");
         std::fs::write(&path, EXAMPLE).expect("write inventory");
         let inv = Inventory::load(&path).unwrap_or_else(|e| panic!("load failed: {e}"));
-        assert_eq!(inv.hosts().len(), 7);
+        assert_eq!(inv.hosts.len(), 7);
         assert_eq!(
             inv.key_file(),
             Some(dir.path().join("keys/fleet.key").as_path())
@@ -1092,18 +1054,20 @@ groups:
 
         let missing = dir.path().join("nope.yaml");
         let err = Inventory::load(&missing).unwrap_err();
-        assert!(matches!(err, InventoryError::Read { .. }), "got {err:?}");
+        assert!(
+            matches!(&err, InventoryError::Read { path, .. } if *path == missing),
+            "got {err:?}"
+        );
         assert!(err.to_string().contains("nope.yaml"), "got {err}");
-        assert_eq!(err.path(), missing);
     }
 
     #[test]
     fn defaults_are_optional() {
         let inv = load("hosts:\n  a: example.com\n");
-        assert_eq!(inv.hosts()[0].port, DEFAULT_PORT);
+        assert_eq!(inv.hosts[0].port, DEFAULT_PORT);
         assert_eq!(inv.key_file(), None);
         let inv = load("defaults:\n  port: 9000\nhosts:\n  a: example.com\n");
-        assert_eq!(inv.hosts()[0].endpoint(), "example.com:9000");
+        assert_eq!(inv.hosts[0].endpoint(), "example.com:9000");
     }
 
     #[test]
@@ -1115,7 +1079,7 @@ groups:
     #[test]
     fn empty_file_has_no_hosts() {
         let inv = load("");
-        assert!(inv.hosts().is_empty());
+        assert!(inv.hosts.is_empty());
         assert_eq!(select(&inv, &["all"], &[], &[]), Vec::<String>::new());
     }
 
@@ -1124,12 +1088,12 @@ groups:
         let inv = load(
             "hosts:\n  a: \"[::1]:7004\"\n  b: \"::1\"\n  c: \"[fe80::2]\"\n  d: { address: \"::1\", port: 9 }\n",
         );
-        let got: Vec<String> = inv.hosts().iter().map(Host::endpoint).collect();
+        let got: Vec<String> = inv.hosts.iter().map(Host::endpoint).collect();
         assert_eq!(
             got,
             ["[::1]:7004", "[::1]:7070", "[fe80::2]:7070", "[::1]:9"]
         );
-        assert_eq!(inv.hosts()[0].address, "::1");
+        assert_eq!(inv.hosts[0].address, "::1");
     }
 
     #[test]
@@ -1137,7 +1101,7 @@ groups:
         let inv =
             load("hosts:\n  n[8:10]: 10.0.0.[1:3]\n  s[1:2]: { address: db.local, port: 5 }\n");
         let got: Vec<String> = inv
-            .hosts()
+            .hosts
             .iter()
             .map(|h| format!("{}={}", h.name, h.endpoint()))
             .collect();
@@ -1390,7 +1354,7 @@ groups:
     fn all_selects_every_host_in_file_order() {
         let inv = load(EXAMPLE);
         let got = select(&inv, &["all"], &[], &[]);
-        assert_eq!(got, names(inv.hosts()));
+        assert_eq!(got, names(&inv.hosts));
     }
 
     #[test]
