@@ -11,11 +11,11 @@ mod commands;
 mod fanout;
 mod inventory;
 mod local_tree;
+mod log_view;
 mod outcome;
 mod output;
 mod plan;
 mod progress;
-mod review;
 mod source_hash;
 
 use std::process::ExitCode;
