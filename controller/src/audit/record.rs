@@ -167,6 +167,14 @@ impl Operation {
         }
     }
 
+    /// A new push or pull, with `transfer` as it is known before any host is contacted.
+    pub fn new_transfer(kind: Kind, transfer: TransferRecord) -> Operation {
+        Operation {
+            transfer: Some(transfer),
+            ..Operation::new(kind, None)
+        }
+    }
+
     /// The `start` record; `groups_of` gives each target's groups at this moment.
     pub fn start_record(
         &self,
