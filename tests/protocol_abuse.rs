@@ -29,6 +29,9 @@ use crate::util::{
     text, wait_until, Agent, Fleet,
 };
 
+// ---------------------------------------------------------------------------------------------
+// Raw bytes at an agent
+
 /// The agent's handshake timeout in these tests, in seconds.
 const HANDSHAKE_TIMEOUT_S: &str = "1";
 /// How long we give the agent to drop a connection it should drop.
