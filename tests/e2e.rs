@@ -2,33 +2,42 @@
 //! network mocks. One test binary (see `[[test]]` in Cargo.toml) so the binaries are built
 //! once; each module below is one area of behaviour.
 
-// The harness: builds the binaries once, starts agents, runs ctl, temp fleets, deadlines.
+// The harness: builds the binaries once, starts agents (with a files folder of their own when
+// a test needs one), runs ctl, temp fleets, deadlines, and the fixtures several modules share
+// (hashes, modes and temporary files on disk, --json results by host). Nothing here asserts
+// a behaviour of muster.
 mod util;
 
 // `ctl run` and `ctl ping` against live agents: selection, streaming, exit codes and the
-// summary, --json, --gather, timeouts, Ctrl-C, unreachable and silent hosts.
+// summary, --json, --gather, timeouts, Ctrl-C, unreachable, silent and cut-off hosts.
 mod run;
 
 // Keys: a wrong key is refused before anything runs; bad key files stop ctl before it
 // contacts anyone.
 mod auth;
 
-// Raw bytes at an agent (garbage, oversized or half frames, silence): the agent drops the
-// connection and keeps serving everyone else.
+// Peers that break the protocol. Raw bytes at an agent (garbage, oversized or half frames,
+// silence, a forged proof): the agent drops the connection and keeps serving everyone else.
+// Authenticated fakes built from `common`: an agent that answers a pull with paths that
+// escape (ctl refuses, writes nothing outside its folder) and a controller that lies about
+// a pushed file (the agent refuses and keeps the old file). Fakes go here, not in the module
+// of the command they talk to.
 mod protocol_abuse;
 
 // Broken inventories and selections: exit 2, a clear message, nothing contacted or logged.
 mod inventory;
 
-// The operation log: start and end records, and many concurrent ctl processes.
+// The operation log as `run` writes it: start and end records, and many concurrent ctl
+// processes appending to one log.
 mod audit;
 
 // `ctl log`: listing and filtering real operations, `show` with kept output, and `verify`
 // on intact, tampered, rotated and concurrently written logs.
 mod log;
 
-// `ctl push` and `ctl pull`: large files verified on disk with flat memory, trees, interrupted
-// pushes, missing files, hostile peers and the operation log.
+// `ctl push` and `ctl pull` between real binaries: large files verified on disk with flat
+// memory, trees, the scp rule, interrupted pushes, missing files, full disks, and their
+// start and end records in the operation log.
 mod transfer;
 
 // ctl's memory while hosts print far more than it may hold: live lines, --json and

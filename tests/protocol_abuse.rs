@@ -4,12 +4,33 @@
 //!
 //! Frames are a 4-byte big-endian length and a payload; the client speaks first with
 //! `"MSTR" | version | 32-byte nonce` (see common/src/auth.rs).
+//!
+//! Then authenticated peers that lie, built from the `common` crate because the real binaries
+//! cannot be made to misbehave. A fake agent answers a pull with `..`, an absolute path, or a
+//! folder over a link it planted: ctl must refuse and write nothing outside its folder. A fake
+//! controller closes a file with another file's SHA-256, asks to keep content the agent does
+//! not hold, or closes a file before all of it arrived: the agent must refuse, keep the old
+//! file and leave no temporary behind.
 
+use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{connect_and_send, Agent, Fleet};
+use bytes::Bytes;
+use common::digest::sha256_hex;
+use common::message::{EntryKind, Packet, PutFile, Reply, Request};
+
+use crate::util::{
+    connect_and_send, files_below, fleet_of, json_of, json_sorted, mode_of, set_mode, temps_in,
+    text, wait_until, Agent, Fleet,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Raw bytes at an agent
 
 /// The agent's handshake timeout in these tests, in seconds.
 const HANDSHAKE_TIMEOUT_S: &str = "1";
@@ -196,4 +217,318 @@ fn stalled_connections_do_not_block_a_normal_run() {
         started.elapsed()
     );
     drop(stalled);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authenticated peers that lie
+
+/// A fake agent holding the fleet key: it serves one connection, answering the first `Get`
+/// with `replies`, whatever they say.
+fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr {
+    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
+    listener.set_nonblocking(true).expect("can make it async");
+    let addr = listener.local_addr().expect("bound");
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let framed = common::frame::framed(stream);
+            let Ok(mut channel) = common::auth::server_handshake(framed, &key).await else {
+                return;
+            };
+            let Ok(Some(Packet::Control(Request::Get { .. }))) = channel.recv::<Request>().await
+            else {
+                return;
+            };
+            for reply in &replies {
+                if channel.send(reply).await.is_err() {
+                    return;
+                }
+            }
+            // Let ctl read everything before the connection closes.
+            let _ = channel.recv::<Request>().await;
+        });
+    });
+    addr
+}
+
+/// A fake agent answering a pull with one file entry named `entry_path`.
+fn fake_agent_sending(fleet: &Fleet, entry_path: String) -> SocketAddr {
+    let data = b"written where it must not be\n";
+    let replies = vec![
+        Packet::Control(Reply::Entry {
+            path: entry_path,
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: data.len() as u64,
+            target: None,
+        }),
+        Packet::FileData(Bytes::from_static(data)),
+        Packet::Control(Reply::EntryEnd {
+            sha256: sha256_hex(data),
+        }),
+        Packet::Control(Reply::GetDone {
+            entries: 1,
+            bytes: data.len() as u64,
+        }),
+    ];
+    fake_agent_replying(fleet, replies)
+}
+
+#[test]
+fn a_pull_refuses_entry_paths_that_leave_the_host_folder() {
+    // Tried: two fake agents answer a pull with an entry named `../escape` and one named
+    // by an absolute path in the test's folder.
+    let fleet = Fleet::new();
+    let absolute = fleet.path("absolute-escape");
+    let dotdot = fake_agent_sending(&fleet, "../escape".to_owned());
+    let rooted = fake_agent_sending(&fleet, absolute.to_str().unwrap().to_owned());
+    fleet.write_inventory(&[("dotdot", dotdot), ("rooted", rooted)], &[]);
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-g", "all", "--json", "-d", "collected", "app.log"])
+        .output();
+    out.assert_code(1);
+    let results = json_sorted(&out);
+    for host in ["dotdot", "rooted"] {
+        let result = json_of(&out, &results, host);
+        assert_eq!(result["status"], "error", "{host}: {result}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.contains("unsafe path"), "{host}: {error:?}");
+    }
+    assert!(!fleet.path("collected/escape").exists());
+    assert!(!fleet.path("escape").exists());
+    assert!(!absolute.exists());
+    assert_eq!(files_below(&fleet.path("collected")), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_changes() {
+    // Tried: a fake agent answers a pull -r with a link `site` pointing to a folder outside
+    // DEST (mode 0700), then a folder entry `site` of mode 0777.
+    let fleet = Fleet::new();
+    let victim = fleet.path("victim");
+    fs::create_dir(&victim).unwrap();
+    set_mode(&victim, 0o700);
+    let replies = vec![
+        Packet::Control(Reply::Entry {
+            path: "site".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: 0,
+            target: Some(text(&victim).to_owned()),
+        }),
+        Packet::Control(Reply::Entry {
+            path: "site".into(),
+            kind: EntryKind::Dir,
+            mode: 0o777,
+            size: 0,
+            target: None,
+        }),
+        Packet::Control(Reply::GetDone {
+            entries: 2,
+            bytes: 0,
+        }),
+    ];
+    let evil = fake_agent_replying(&fleet, replies);
+    fleet.write_inventory(&[("evil", evil)], &[]);
+
+    let out = fleet
+        .ctl("pull")
+        .args(&["-H", "evil", "--json", "-r", "-d", "collected", "site"])
+        .output();
+    out.assert_code(1);
+    let evil = &json_sorted(&out)["evil"];
+    assert_eq!(evil["status"], "error", "{evil}");
+    assert!(
+        evil["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{evil}"
+    );
+    assert_eq!(
+        mode_of(&victim),
+        0o700,
+        "the folder outside DEST was not touched"
+    );
+}
+
+/// Runs `work` against a fresh authenticated connection to `addr`, as a controller would.
+fn as_controller<T>(
+    fleet: &Fleet,
+    addr: SocketAddr,
+    work: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) -> T,
+) -> T {
+    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
+            common::auth::client_handshake(common::frame::framed(stream), &key, None)
+                .await
+                .expect("the agent accepts the fleet key")
+        };
+        let mut channel = tokio::time::timeout(Duration::from_secs(20), connect)
+            .await
+            .expect("connected within 20 s");
+        tokio::time::timeout(Duration::from_secs(60), work(&mut channel))
+            .await
+            .expect("the exchange ends within 60 s")
+    })
+}
+
+/// The agent's next reply other than a heartbeat.
+async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream>) -> Reply {
+    loop {
+        match channel.recv::<Reply>().await {
+            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
+            Ok(Some(Packet::Control(reply))) => return reply,
+            other => panic!("expected a reply from the agent, got {other:?}"),
+        }
+    }
+}
+
+/// A `PutFile` of `size` bytes to `path`, as ctl would send it.
+fn put_file(path: &str, size: usize) -> Packet<Request> {
+    Packet::Control(Request::PutFile(PutFile {
+        path: path.into(),
+        name: String::new(),
+        size: size as u64,
+        mode: 0o644,
+        mkdir: false,
+    }))
+}
+
+#[test]
+fn data_that_does_not_match_the_closing_checksum_is_refused_and_discarded() {
+    // Tried: as a controller, PutFile target.txt, send the data, then close it with the
+    // SHA-256 of other bytes; then a correct push on the same connection.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = hosts[0].files.clone();
+    let dest = files.join("target.txt");
+    fs::write(&dest, "old\n").unwrap();
+    let data = b"new content\n";
+    let chunk = Packet::<Request>::FileData(Bytes::from_static(data));
+    let end = |sha256: String| Packet::Control(Request::PutEnd { sha256 });
+
+    let (refused, accepted) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel
+            .send(&put_file("target.txt", data.len()))
+            .await
+            .unwrap();
+        let ready = next_reply(channel).await;
+        assert!(
+            matches!(
+                ready,
+                Reply::PutReady {
+                    held_sha256: None,
+                    ..
+                }
+            ),
+            "a file of another size is no candidate for keeping: {ready:?}"
+        );
+        channel.send(&chunk).await.unwrap();
+        channel
+            .send(&end(sha256_hex(b"other bytes")))
+            .await
+            .unwrap();
+        let refused = next_reply(channel).await;
+
+        channel
+            .send(&put_file("target.txt", data.len()))
+            .await
+            .unwrap();
+        let ready = next_reply(channel).await;
+        assert!(matches!(ready, Reply::PutReady { .. }), "{ready:?}");
+        channel.send(&chunk).await.unwrap();
+        channel.send(&end(sha256_hex(data))).await.unwrap();
+        (refused, next_reply(channel).await)
+    });
+
+    let Reply::Error { message } = refused else {
+        panic!("expected an error for the wrong checksum, got {refused:?}");
+    };
+    assert!(message.contains("checksum mismatch"), "{message:?}");
+    assert!(
+        matches!(accepted, Reply::PutDone { ref sha256, unchanged: false, .. } if *sha256 == sha256_hex(data)),
+        "the connection stays usable: {accepted:?}"
+    );
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "new content\n");
+    assert_eq!(temps_in(&files), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_keep_for_content_the_agent_does_not_hold_is_refused() {
+    // Tried: as a controller, PutFile for a destination of the same size as ours (so the
+    // agent reports its hash), then PutKeep with the SHA-256 of other bytes of that size.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let dest = hosts[0].files.join("target.txt");
+    fs::write(&dest, "held\n").unwrap();
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (ready, answer) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel.send(&put_file("target.txt", 5)).await.unwrap();
+        let ready = next_reply(channel).await;
+        let keep = Request::PutKeep {
+            sha256: sha256_hex(b"other"),
+        };
+        channel.send(&Packet::Control(keep)).await.unwrap();
+        (ready, next_reply(channel).await)
+    });
+
+    assert!(
+        matches!(ready, Reply::PutReady { held_sha256: Some(ref held), .. } if *held == sha256_hex(b"held\n")),
+        "{ready:?}"
+    );
+    let Reply::Error { message } = answer else {
+        panic!("expected the keep to be refused, got {answer:?}");
+    };
+    assert!(message.contains("cannot keep"), "{message:?}");
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "held\n");
+    assert_eq!(mode_of(&dest), 0o600, "a refused keep changes no mode");
+}
+
+#[test]
+fn a_file_closed_before_all_its_bytes_arrived_is_dropped_with_the_connection() {
+    // Tried: as a controller, PutFile of 12 bytes, send 4, then PutEnd with the hash of
+    // those 4. The agent must drop the connection and leave no file and no temporary.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = hosts[0].files.clone();
+
+    let after = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
+        channel.send(&put_file("short.txt", 12)).await.unwrap();
+        let _ready = next_reply(channel).await;
+        let part = Packet::<Request>::FileData(Bytes::from_static(b"only"));
+        channel.send(&part).await.unwrap();
+        let end = Request::PutEnd {
+            sha256: sha256_hex(b"only"),
+        };
+        channel.send(&Packet::Control(end)).await.unwrap();
+        channel.recv::<Reply>().await
+    });
+
+    assert!(
+        !matches!(after, Ok(Some(_))),
+        "the agent answered instead of dropping the connection: {after:?}"
+    );
+    assert!(!files.join("short.txt").exists());
+    wait_until(
+        "the temporary file is removed",
+        Duration::from_secs(10),
+        || temps_in(&files).is_empty(),
+    );
 }

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
@@ -578,10 +577,9 @@ fn a_path_that_goes_silent_mid_command_ends_the_host_after_the_silence_timeout()
     // Tried: the path to the agent loses every byte both ways, without a FIN or RST, while
     // a command runs. The agent's `exit` can never arrive and `-t` alone cannot help; the
     // missing heartbeats must end the host on ctl's side.
-    let ctl = fleet
+    let mut ctl = fleet
         .ctl("run")
         .args(&[
-            "--json",
             "--silence-timeout",
             "6",
             "-H",
@@ -589,17 +587,17 @@ fn a_path_that_goes_silent_mid_command_ends_the_host_after_the_silence_timeout()
             "echo first; sleep 300",
         ])
         .spawn();
-    wait_until("the command has started", Duration::from_secs(20), || {
-        fs::read_to_string(fleet.audit_path()).is_ok_and(|log| log.contains("\"start\""))
-    });
-    thread::sleep(Duration::from_millis(500));
+    // Cut once ctl has printed the first line, so we can see that what arrived is kept.
+    ctl.wait_for_line(Duration::from_secs(20), |line| line == "web1: first");
     relay.cut();
 
     let out = ctl.wait(Duration::from_secs(30));
     out.assert_code(1);
-    let web1 = &out.json_by_host()["web1"];
-    assert_eq!(web1["status"], "error", "got {web1}");
-    assert_eq!(web1["stdout"], "first\n", "got {web1}");
+    assert_eq!(out.stdout(), "web1: first\n");
+    out.assert_stderr_has("not even a heartbeat");
+    let end = fleet.audit_records().pop().expect("the log has records");
+    let web1 = &end["results"][0];
+    assert_eq!(web1["status"], "error", "got {end}");
     let error = web1["error"].as_str().unwrap_or_default();
-    assert!(error.contains("not even a heartbeat"), "got {web1}");
+    assert!(error.contains("not even a heartbeat"), "got {end}");
 }

@@ -1,28 +1,26 @@
 //! `ctl push` and `ctl pull` against real agents, each with its own files folder: large files
 //! checked by SHA-256 on disk, memory that stays flat, trees with modes and links, the scp
 //! rule, missing parents, interrupted pushes that leave the old destination intact, hosts
-//! that lack the file, and the operation log.
+//! that lack the file, full disks, and the operation log.
 //!
-//! Two peers are faked with the `common` crate, because the real binaries cannot be made to
-//! misbehave: an agent that sends `..` or an absolute path on a pull, and a controller that
-//! announces the wrong SHA-256 on a push.
+//! Every peer here is a real binary. Tests that fake an agent or a controller to break the
+//! protocol on purpose are in `protocol_abuse`.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Read, Write};
-use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::message::{EntryKind, Packet, PutFile, Reply, Request};
+use common::digest::sha256_hex;
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::util::{peak_rss_kib, wait_until, Agent, CtlOutput, Fleet, RunningCtl};
+use crate::util::{
+    agent_on, files_below, fleet_of, json_of, json_sorted, mode_of, peak_rss_kib, set_mode,
+    sha256_file, snapshot, temps_in, text, wait_until, Agent, CtlOutput, Fleet, Node, RunningCtl,
+};
 
 const MIB: u64 = 1024 * 1024;
 /// The large file of the large-file tests.
@@ -32,46 +30,9 @@ const BIG_DEADLINE: Duration = Duration::from_secs(240);
 /// The peak resident memory `ctl` and an agent may reach while moving [`BIG_SIZE`] bytes:
 /// a fraction of the file, so holding it (or a host's share of it) in memory would fail.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
-/// The prefix of the temporary files an interrupted transfer may leave (`common::atomic_file`).
-const TEMP_PREFIX: &str = ".muster-tmp.";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// One agent with its own files folder, under a host name of the inventory.
-struct Host {
-    name: &'static str,
-    files: PathBuf,
-    agent: Agent,
-}
-
-/// Starts an agent whose files folder is `<fleet>/files-<name>` (created).
-fn start_host(fleet: &Fleet, name: &'static str) -> Host {
-    let files = fleet.path(&format!("files-{name}"));
-    fs::create_dir_all(&files).expect("can create the files folder");
-    // The agent reports canonical paths; so do we, in case the temp folder is a link.
-    let files = files.canonicalize().expect("the files folder exists");
-    let agent = agent_on(fleet, &files);
-    Host { name, files, agent }
-}
-
-fn agent_on(fleet: &Fleet, files: &Path) -> Agent {
-    Agent::builder(&fleet.key())
-        .flags(&["--files-dir", files.to_str().expect("a UTF-8 temp path")])
-        .start()
-}
-
-/// Starts one agent per name and writes them into the inventory.
-fn fleet_of(names: &[&'static str]) -> (Fleet, Vec<Host>) {
-    let fleet = Fleet::new();
-    let hosts: Vec<Host> = names.iter().map(|name| start_host(&fleet, name)).collect();
-    let entries: Vec<(&str, SocketAddr)> = hosts
-        .iter()
-        .map(|host| (host.name, host.agent.addr()))
-        .collect();
-    fleet.write_inventory(&entries, &[]);
-    (fleet, hosts)
-}
 
 /// Writes `size` bytes (a whole number of MiB) that are not all zeros and do not repeat
 /// within the file: one random-looking MiB block whose first 8 bytes count the blocks.
@@ -98,108 +59,6 @@ fn write_big_file(path: &Path, size: u64) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn sha256_file(path: &Path) -> String {
-    let mut file =
-        fs::File::open(path).unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; MIB as usize];
-    loop {
-        let n = file.read(&mut buf).expect("can read the file");
-        if n == 0 {
-            return hex::encode(hasher.finalize());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-/// A temp path as a command-line argument.
-fn text(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn mode_of(path: &Path) -> u32 {
-    fs::symlink_metadata(path)
-        .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()))
-        .mode()
-        & 0o7777
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("can chmod");
-}
-
-/// The temporary files directly in `folder` and below it.
-fn temps_in(folder: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir(folder) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-            found.extend(temps_in(&path));
-        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// What a tree holds, by `/`-separated path below its root: enough to compare two trees.
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, sha256: String },
-    Link { target: PathBuf },
-}
-
-fn snapshot(root: &Path) -> BTreeMap<String, Node> {
-    fn walk(path: &Path, rel: String, nodes: &mut BTreeMap<String, Node>) {
-        let meta = fs::symlink_metadata(path)
-            .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()));
-        let node = if meta.file_type().is_symlink() {
-            Node::Link {
-                target: fs::read_link(path).expect("can read the link"),
-            }
-        } else if meta.is_dir() {
-            for entry in fs::read_dir(path).expect("can list the folder").flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let child = if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                };
-                walk(&entry.path(), child, nodes);
-            }
-            Node::Dir {
-                mode: meta.mode() & 0o7777,
-            }
-        } else {
-            Node::File {
-                mode: meta.mode() & 0o7777,
-                sha256: sha256_file(path),
-            }
-        };
-        nodes.insert(rel, node);
-    }
-    let mut nodes = BTreeMap::new();
-    walk(root, String::new(), &mut nodes);
-    nodes
-}
-
-/// Every file (not folder) below `root`, for "nothing was written here" checks.
-fn files_below(root: &Path) -> Vec<PathBuf> {
-    snapshot(root)
-        .into_iter()
-        .filter(|(_, node)| !matches!(node, Node::Dir { .. }))
-        .map(|(rel, _)| root.join(rel))
-        .collect()
-}
-
 /// Waits for a running ctl to end within `timeout`, reading its peak resident set while it
 /// runs (the last reading before it exits is its peak over its whole life).
 fn wait_sampling_rss(mut ctl: RunningCtl, timeout: Duration) -> (CtlOutput, u64) {
@@ -210,26 +69,14 @@ fn wait_sampling_rss(mut ctl: RunningCtl, timeout: Duration) -> (CtlOutput, u64)
         if let Some(kib) = peak_rss_kib(pid) {
             peak = peak.max(kib);
         }
+        // A sampling pace, not a wait for an event: VmHWM keeps the peak, so any reading
+        // taken late enough is right, and 10 ms keeps the last one close to the exit.
         thread::sleep(Duration::from_millis(10));
     }
     (
         ctl.wait(Duration::from_secs(1).max(deadline - Instant::now())),
         peak,
     )
-}
-
-fn json_of<'a>(out: &'a CtlOutput, by_host: &'a BTreeMap<String, Value>, host: &str) -> &'a Value {
-    by_host.get(host).unwrap_or_else(|| {
-        panic!(
-            "no JSON object for {host}\nstdout:\n{}\nstderr:\n{}",
-            out.stdout(),
-            out.stderr
-        )
-    })
-}
-
-fn json_sorted(out: &CtlOutput) -> BTreeMap<String, Value> {
-    out.json_by_host().into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -696,7 +543,7 @@ fn killing_the_agent_mid_push_leaves_the_old_destination_and_a_restart_removes_t
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pull failures and hostile agents
+// Pull failures, full disks
 
 #[test]
 fn a_pull_where_one_host_lacks_the_file_fails_that_host_only() {
@@ -735,186 +582,6 @@ fn a_pull_where_one_host_lacks_the_file_fails_that_host_only() {
     );
     // Nothing of db1's was written, not even an empty folder.
     assert!(!fleet.path("collected/db1").exists());
-}
-
-/// A fake agent holding the fleet key: it serves one connection, answering the first `Get`
-/// with `replies`, whatever they say.
-fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr {
-    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
-    listener.set_nonblocking(true).expect("can make it async");
-    let addr = listener.local_addr().expect("bound");
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let framed = common::frame::framed(stream);
-            let Ok(mut channel) = common::auth::server_handshake(framed, &key).await else {
-                return;
-            };
-            let Ok(Some(Packet::Control(Request::Get { .. }))) = channel.recv::<Request>().await
-            else {
-                return;
-            };
-            for reply in &replies {
-                if channel.send(reply).await.is_err() {
-                    return;
-                }
-            }
-            // Let ctl read everything before the connection closes.
-            let _ = channel.recv::<Request>().await;
-        });
-    });
-    addr
-}
-
-/// A fake agent answering a pull with one file entry named `entry_path`.
-fn fake_agent_sending(fleet: &Fleet, entry_path: String) -> SocketAddr {
-    let data = b"written where it must not be\n";
-    let replies = vec![
-        Packet::Control(Reply::Entry {
-            path: entry_path,
-            kind: EntryKind::File,
-            mode: 0o644,
-            size: data.len() as u64,
-            target: None,
-        }),
-        Packet::FileData(Bytes::from_static(data)),
-        Packet::Control(Reply::EntryEnd {
-            sha256: sha256_hex(data),
-        }),
-        Packet::Control(Reply::GetDone {
-            entries: 1,
-            bytes: data.len() as u64,
-        }),
-    ];
-    fake_agent_replying(fleet, replies)
-}
-
-#[test]
-fn a_pull_refuses_entry_paths_that_leave_the_host_folder() {
-    // Tried: two fake agents answer a pull with an entry named `../escape` and one named
-    // by an absolute path in the test's folder.
-    let fleet = Fleet::new();
-    let absolute = fleet.path("absolute-escape");
-    let dotdot = fake_agent_sending(&fleet, "../escape".to_owned());
-    let rooted = fake_agent_sending(&fleet, absolute.to_str().unwrap().to_owned());
-    fleet.write_inventory(&[("dotdot", dotdot), ("rooted", rooted)], &[]);
-
-    let out = fleet
-        .ctl("pull")
-        .args(&["-g", "all", "--json", "-d", "collected", "app.log"])
-        .output();
-    out.assert_code(1);
-    let results = json_sorted(&out);
-    for host in ["dotdot", "rooted"] {
-        let result = json_of(&out, &results, host);
-        assert_eq!(result["status"], "error", "{host}: {result}");
-        let error = result["error"].as_str().unwrap_or_default();
-        assert!(error.contains("unsafe path"), "{host}: {error:?}");
-    }
-    assert!(!fleet.path("collected/escape").exists());
-    assert!(!fleet.path("escape").exists());
-    assert!(!absolute.exists());
-    assert_eq!(files_below(&fleet.path("collected")), Vec::<PathBuf>::new());
-}
-
-#[test]
-fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_changes() {
-    // Tried: a fake agent answers a pull -r with a link `site` pointing to a folder outside
-    // DEST (mode 0700), then a folder entry `site` of mode 0777.
-    let fleet = Fleet::new();
-    let victim = fleet.path("victim");
-    fs::create_dir(&victim).unwrap();
-    set_mode(&victim, 0o700);
-    let replies = vec![
-        Packet::Control(Reply::Entry {
-            path: "site".into(),
-            kind: EntryKind::Symlink,
-            mode: 0o777,
-            size: 0,
-            target: Some(text(&victim).to_owned()),
-        }),
-        Packet::Control(Reply::Entry {
-            path: "site".into(),
-            kind: EntryKind::Dir,
-            mode: 0o777,
-            size: 0,
-            target: None,
-        }),
-        Packet::Control(Reply::GetDone {
-            entries: 2,
-            bytes: 0,
-        }),
-    ];
-    let evil = fake_agent_replying(&fleet, replies);
-    fleet.write_inventory(&[("evil", evil)], &[]);
-
-    let out = fleet
-        .ctl("pull")
-        .args(&["-H", "evil", "--json", "-r", "-d", "collected", "site"])
-        .output();
-    out.assert_code(1);
-    let evil = &json_sorted(&out)["evil"];
-    assert_eq!(evil["status"], "error", "{evil}");
-    assert!(
-        evil["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("refused"),
-        "{evil}"
-    );
-    assert_eq!(
-        mode_of(&victim),
-        0o700,
-        "the folder outside DEST was not touched"
-    );
-}
-
-/// Runs `work` against a fresh authenticated connection to `addr`, as a controller would.
-fn as_controller<T>(
-    fleet: &Fleet,
-    addr: SocketAddr,
-    work: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) -> T,
-) -> T {
-    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async move {
-        let connect = async {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .expect("connects");
-            common::auth::client_handshake(common::frame::framed(stream), &key, None)
-                .await
-                .expect("the agent accepts the fleet key")
-        };
-        let mut channel = tokio::time::timeout(Duration::from_secs(20), connect)
-            .await
-            .expect("connected within 20 s");
-        tokio::time::timeout(Duration::from_secs(60), work(&mut channel))
-            .await
-            .expect("the exchange ends within 60 s")
-    })
-}
-
-/// The agent's next reply other than a heartbeat.
-async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream>) -> Reply {
-    loop {
-        match channel.recv::<Reply>().await {
-            Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,
-            Ok(Some(Packet::Control(reply))) => return reply,
-            other => panic!("expected a reply from the agent, got {other:?}"),
-        }
-    }
 }
 
 #[test]
@@ -1007,137 +674,6 @@ exit $code"#;
     assert_eq!(
         left, "big.bin earlier",
         "only the earlier copy, and no temporary file, is left"
-    );
-}
-
-/// A `PutFile` of `size` bytes to `path`, as ctl would send it.
-fn put_file(path: &str, size: usize) -> Packet<Request> {
-    Packet::Control(Request::PutFile(PutFile {
-        path: path.into(),
-        name: String::new(),
-        size: size as u64,
-        mode: 0o644,
-        mkdir: false,
-    }))
-}
-
-#[test]
-fn data_that_does_not_match_the_closing_checksum_is_refused_and_discarded() {
-    // Tried: as a controller, PutFile target.txt, send the data, then close it with the
-    // SHA-256 of other bytes; then a correct push on the same connection.
-    let (fleet, hosts) = fleet_of(&["web1"]);
-    let files = hosts[0].files.clone();
-    let dest = files.join("target.txt");
-    fs::write(&dest, "old\n").unwrap();
-    let data = b"new content\n";
-    let chunk = Packet::<Request>::FileData(Bytes::from_static(data));
-    let end = |sha256: String| Packet::Control(Request::PutEnd { sha256 });
-
-    let (refused, accepted) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
-        channel
-            .send(&put_file("target.txt", data.len()))
-            .await
-            .unwrap();
-        let ready = next_reply(channel).await;
-        assert!(
-            matches!(
-                ready,
-                Reply::PutReady {
-                    held_sha256: None,
-                    ..
-                }
-            ),
-            "a file of another size is no candidate for keeping: {ready:?}"
-        );
-        channel.send(&chunk).await.unwrap();
-        channel
-            .send(&end(sha256_hex(b"other bytes")))
-            .await
-            .unwrap();
-        let refused = next_reply(channel).await;
-
-        channel
-            .send(&put_file("target.txt", data.len()))
-            .await
-            .unwrap();
-        let ready = next_reply(channel).await;
-        assert!(matches!(ready, Reply::PutReady { .. }), "{ready:?}");
-        channel.send(&chunk).await.unwrap();
-        channel.send(&end(sha256_hex(data))).await.unwrap();
-        (refused, next_reply(channel).await)
-    });
-
-    let Reply::Error { message } = refused else {
-        panic!("expected an error for the wrong checksum, got {refused:?}");
-    };
-    assert!(message.contains("checksum mismatch"), "{message:?}");
-    assert!(
-        matches!(accepted, Reply::PutDone { ref sha256, unchanged: false, .. } if *sha256 == sha256_hex(data)),
-        "the connection stays usable: {accepted:?}"
-    );
-    assert_eq!(fs::read_to_string(&dest).unwrap(), "new content\n");
-    assert_eq!(temps_in(&files), Vec::<PathBuf>::new());
-}
-
-#[test]
-fn a_keep_for_content_the_agent_does_not_hold_is_refused() {
-    // Tried: as a controller, PutFile for a destination of the same size as ours (so the
-    // agent reports its hash), then PutKeep with the SHA-256 of other bytes of that size.
-    let (fleet, hosts) = fleet_of(&["web1"]);
-    let dest = hosts[0].files.join("target.txt");
-    fs::write(&dest, "held\n").unwrap();
-    fs::set_permissions(&dest, fs::Permissions::from_mode(0o600)).unwrap();
-
-    let (ready, answer) = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
-        channel.send(&put_file("target.txt", 5)).await.unwrap();
-        let ready = next_reply(channel).await;
-        let keep = Request::PutKeep {
-            sha256: sha256_hex(b"other"),
-        };
-        channel.send(&Packet::Control(keep)).await.unwrap();
-        (ready, next_reply(channel).await)
-    });
-
-    assert!(
-        matches!(ready, Reply::PutReady { held_sha256: Some(ref held), .. } if *held == sha256_hex(b"held\n")),
-        "{ready:?}"
-    );
-    let Reply::Error { message } = answer else {
-        panic!("expected the keep to be refused, got {answer:?}");
-    };
-    assert!(message.contains("cannot keep"), "{message:?}");
-    assert_eq!(fs::read_to_string(&dest).unwrap(), "held\n");
-    assert_eq!(mode_of(&dest), 0o600, "a refused keep changes no mode");
-}
-
-#[test]
-fn a_file_closed_before_all_its_bytes_arrived_is_dropped_with_the_connection() {
-    // Tried: as a controller, PutFile of 12 bytes, send 4, then PutEnd with the hash of
-    // those 4. The agent must drop the connection and leave no file and no temporary.
-    let (fleet, hosts) = fleet_of(&["web1"]);
-    let files = hosts[0].files.clone();
-
-    let after = as_controller(&fleet, hosts[0].agent.addr(), async |channel| {
-        channel.send(&put_file("short.txt", 12)).await.unwrap();
-        let _ready = next_reply(channel).await;
-        let part = Packet::<Request>::FileData(Bytes::from_static(b"only"));
-        channel.send(&part).await.unwrap();
-        let end = Request::PutEnd {
-            sha256: sha256_hex(b"only"),
-        };
-        channel.send(&Packet::Control(end)).await.unwrap();
-        channel.recv::<Reply>().await
-    });
-
-    assert!(
-        !matches!(after, Ok(Some(_))),
-        "the agent answered instead of dropping the connection: {after:?}"
-    );
-    assert!(!files.join("short.txt").exists());
-    wait_until(
-        "the temporary file is removed",
-        Duration::from_secs(10),
-        || temps_in(&files).is_empty(),
     );
 }
 

@@ -1,16 +1,17 @@
 //! The harness: real `agent` and `ctl` processes on loopback, a temp folder per test with a
-//! key file, an inventory and a log folder, and waits that always have a deadline.
+//! key file, an inventory and a log folder, agents with a files folder of their own and ways
+//! to read what is on disk, and waits that always have a deadline.
 //!
 //! It does not know any test's expectations; it only starts, feeds and reads processes and
 //! panics with everything it saw (status, stdout, stderr) when a wait runs out. The binaries
 //! are built once per test run with the same profile as this test, so a test never runs a
 //! stale `ctl` or `agent`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -445,6 +446,143 @@ impl Fleet {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agents with a files folder, and what is on disk
+
+/// One agent with its own files folder, under a host name of the inventory.
+pub struct Host {
+    pub name: &'static str,
+    pub files: PathBuf,
+    pub agent: Agent,
+}
+
+/// Starts an agent whose files folder is `<fleet>/files-<name>` (created).
+pub fn start_host(fleet: &Fleet, name: &'static str) -> Host {
+    let files = fleet.path(&format!("files-{name}"));
+    fs::create_dir_all(&files).expect("can create the files folder");
+    // The agent reports canonical paths; so do we, in case the temp folder is a link.
+    let files = files.canonicalize().expect("the files folder exists");
+    let agent = agent_on(fleet, &files);
+    Host { name, files, agent }
+}
+
+/// Starts an agent serving `files` (a new one, or again after the first was killed).
+pub fn agent_on(fleet: &Fleet, files: &Path) -> Agent {
+    Agent::builder(&fleet.key())
+        .flags(&["--files-dir", files.to_str().expect("a UTF-8 temp path")])
+        .start()
+}
+
+/// Starts one agent per name and writes them into the inventory.
+pub fn fleet_of(names: &[&'static str]) -> (Fleet, Vec<Host>) {
+    let fleet = Fleet::new();
+    let hosts: Vec<Host> = names.iter().map(|name| start_host(&fleet, name)).collect();
+    let entries: Vec<(&str, SocketAddr)> = hosts
+        .iter()
+        .map(|host| (host.name, host.agent.addr()))
+        .collect();
+    fleet.write_inventory(&entries, &[]);
+    (fleet, hosts)
+}
+
+/// A temp path as a command-line argument.
+pub fn text(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// SHA-256 of a file's content, lowercase hex (as `common::digest` writes it); panics naming
+/// the file if it cannot be read.
+pub fn sha256_file(path: &Path) -> String {
+    common::digest::sha256_file(path)
+        .unwrap_or_else(|err| panic!("cannot hash {}: {err}", path.display()))
+}
+
+/// A file's permission bits (not following a link).
+pub fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Sets a file's permission bits.
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("can chmod");
+}
+
+/// The temporary files directly in `folder` and below it.
+pub fn temps_in(folder: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(folder) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            found.extend(temps_in(&path));
+        } else if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(common::atomic_file::TEMP_PREFIX)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// What a tree holds, by `/`-separated path below its root: enough to compare two trees.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, sha256: String },
+    Link { target: PathBuf },
+}
+
+/// Every folder, file and link below `root` (and `root` itself, under "").
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    fn walk(path: &Path, rel: String, nodes: &mut BTreeMap<String, Node>) {
+        let meta = fs::symlink_metadata(path)
+            .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()));
+        let node = if meta.file_type().is_symlink() {
+            Node::Link {
+                target: fs::read_link(path).expect("can read the link"),
+            }
+        } else if meta.is_dir() {
+            for entry in fs::read_dir(path).expect("can list the folder").flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                walk(&entry.path(), child, nodes);
+            }
+            Node::Dir {
+                mode: meta.mode() & 0o7777,
+            }
+        } else {
+            Node::File {
+                mode: meta.mode() & 0o7777,
+                sha256: sha256_file(path),
+            }
+        };
+        nodes.insert(rel, node);
+    }
+    let mut nodes = BTreeMap::new();
+    walk(root, String::new(), &mut nodes);
+    nodes
+}
+
+/// Every file (not folder) below `root`, for "nothing was written here" checks.
+pub fn files_below(root: &Path) -> Vec<PathBuf> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(_, node)| !matches!(node, Node::Dir { .. }))
+        .map(|(rel, _)| root.join(rel))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 // ctl
 
 /// One `ctl` invocation being put together.
@@ -668,6 +806,26 @@ impl CtlOutput {
             })
             .collect()
     }
+}
+
+/// `host`'s object in `by_host`; panics with ctl's output if there is none.
+pub fn json_of<'a>(
+    out: &'a CtlOutput,
+    by_host: &'a BTreeMap<String, Value>,
+    host: &str,
+) -> &'a Value {
+    by_host.get(host).unwrap_or_else(|| {
+        panic!(
+            "no JSON object for {host}\nstdout:\n{}\nstderr:\n{}",
+            out.stdout(),
+            out.stderr
+        )
+    })
+}
+
+/// The `--json` objects by host name, in name order.
+pub fn json_sorted(out: &CtlOutput) -> BTreeMap<String, Value> {
+    out.json_by_host().into_iter().collect()
 }
 
 /// Copies the folder `from`, with everything in it, to `to` (created), e.g. to tamper with a

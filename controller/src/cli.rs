@@ -278,14 +278,14 @@ pub struct LogListArgs {
     /// Operations that ended so: ok (every host ok), failed (some host not ok), incomplete
     /// (no end record).
     #[arg(long, value_enum)]
-    pub status: Option<crate::review::StatusFilter>,
+    pub status: Option<crate::log_view::StatusFilter>,
 
     /// Operations at or after this time: RFC 3339, or an age like 90s, 30m, 2h, 3d, 1w.
-    #[arg(long, value_name = "WHEN", value_parser = crate::review::parse_when)]
+    #[arg(long, value_name = "WHEN", value_parser = crate::log_view::parse_when)]
     pub since: Option<time::OffsetDateTime>,
 
     /// Operations at or before this time: RFC 3339, or an age like 2h.
-    #[arg(long, value_name = "WHEN", value_parser = crate::review::parse_when)]
+    #[arg(long, value_name = "WHEN", value_parser = crate::log_view::parse_when)]
     pub until: Option<time::OffsetDateTime>,
 
     /// Operations whose command line contains TEXT.

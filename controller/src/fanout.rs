@@ -9,11 +9,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::inventory::Host;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 
 /// Runs `job(index, host)` for every target and returns the outcomes in target order.

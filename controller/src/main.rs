@@ -9,12 +9,13 @@ mod cli;
 mod client;
 mod commands;
 mod fanout;
+mod inventory;
 mod local_tree;
+mod log_view;
 mod outcome;
 mod output;
 mod plan;
 mod progress;
-mod review;
 mod source_hash;
 mod stream_pair;
 

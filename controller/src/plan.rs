@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use common::inventory::{Host, Inventory, Selection};
 use common::key::Key;
 
 use crate::audit::seal::LogKey;
 use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
+use crate::inventory::{Host, Inventory, Selection};
 
 /// The resolved hosts and how to reach them.
 pub struct Plan {

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::inventory::Host;
 use serde::{Deserialize, Serialize};
 
 use super::kept::Kept;
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::millis;
 use crate::stream_pair::StreamPair;
@@ -165,6 +165,14 @@ impl Operation {
             origin: nix::unistd::gethostname()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+
+    /// A new push or pull, with `transfer` as it is known before any host is contacted.
+    pub fn new_transfer(kind: Kind, transfer: TransferRecord) -> Operation {
+        Operation {
+            transfer: Some(transfer),
+            ..Operation::new(kind, None)
         }
     }
 

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use common::auth::{self, AuthError};
 use common::channel::{Channel, RecvError, SendError};
 use common::frame;
-use common::inventory::Host;
 use common::key::Key;
 use common::message::{Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 
 /// What a client needs to reach any host; cheap to clone into every host's task.

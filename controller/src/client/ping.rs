@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use common::channel::RecvError;
-use common::inventory::Host;
 use common::message::{Packet, Reply, Request};
 
 use super::{protocol_error, Connector};
+use crate::inventory::Host;
 use crate::outcome::HostOutcome;
 
 /// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round

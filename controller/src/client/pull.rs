@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use common::atomic_file::{place_symlink, ReceiveError, ReceivedFile, Receiving};
 use common::channel::Channel;
 use common::hashing_writer::DiskPath;
-use common::inventory::Host;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::{lost, next_reply, Connector, Failure, Stop};
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;
 

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::channel::Channel;
 use common::chunk_reader::ChunkReader;
-use common::inventory::Host;
 use common::message::{EntryKind, Packet, PutFile, Reply, Request};
 use tokio::net::TcpStream;
 
 use super::{next_reply, Connector, Failure, Stop};
+use crate::inventory::Host;
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
 use crate::progress::Progress;

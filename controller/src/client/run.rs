@@ -8,12 +8,12 @@
 use std::time::{Duration, Instant};
 
 use common::channel::{Channel, RecvError};
-use common::inventory::Host;
 use common::message::{EndReason, Packet, Reply, Request};
 use tokio::net::TcpStream;
 
 use super::{protocol_error, sleep_until, Connector, Stop};
 use crate::audit::kept::Capture;
+use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::output::OutputSink;
 use crate::stream_pair::StreamPair;

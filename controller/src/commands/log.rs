@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result};
-use common::inventory::Inventory;
 use common::key::Key;
 use common::message::Stream;
 
@@ -12,9 +11,10 @@ use crate::audit::kept::{kept_path, sha256_hex};
 use crate::audit::seal::{self, Location};
 use crate::audit::{AuditLog, Record};
 use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
+use crate::inventory::Inventory;
+use crate::log_view::{self, Filter};
 use crate::output::print_stdout;
 use crate::plan;
-use crate::review::{self, Filter};
 
 pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
     let log = AuditLog::open(&options.log_dir)?;
@@ -31,7 +31,7 @@ pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
 }
 
 fn list(log: &AuditLog, args: LogListArgs) -> Result<Exit> {
-    let ops = review::collect_ops(&log.read_lines()?);
+    let ops = log_view::collect_ops(&log.read_lines()?);
     let filter = Filter {
         host: args.host,
         group: args.group,
@@ -42,7 +42,7 @@ fn list(log: &AuditLog, args: LogListArgs) -> Result<Exit> {
         until: args.until,
         grep: args.grep,
     };
-    let shown: Vec<&review::OpView> = ops
+    let shown: Vec<&log_view::OpView> = ops
         .iter()
         .filter(|op| filter.matches(op))
         .take(args.limit)
@@ -57,19 +57,23 @@ fn list(log: &AuditLog, args: LogListArgs) -> Result<Exit> {
     } else if shown.is_empty() {
         eprintln!("ctl: no operations match");
     } else {
-        print_stdout(&review::render_list(&shown, review::use_colour()));
+        print_stdout(&log_view::render_list(&shown, log_view::use_colour()));
     }
     Ok(Exit::Success)
 }
 
 fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
-    let ops = review::collect_ops(&log.read_lines()?);
-    let op = review::find_op(&ops, &args.id)?;
+    let ops = log_view::collect_ops(&log.read_lines()?);
+    let op = log_view::find_op(&ops, &args.id)?;
     if args.json {
         let lines: String = op.raw_lines().map(|line| format!("{line}\n")).collect();
         print_stdout(&lines);
     } else {
-        print_stdout(&review::render_show(op, log.dir(), review::use_colour()));
+        print_stdout(&log_view::render_show(
+            op,
+            log.dir(),
+            log_view::use_colour(),
+        ));
     }
     Ok(Exit::Success)
 }

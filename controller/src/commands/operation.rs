@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::inventory::Host;
 
 use super::Exit;
 use crate::audit::kept::Kept;
@@ -16,6 +15,7 @@ use crate::audit::seal::LogKey;
 use crate::audit::{AuditLog, Operation};
 use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
 use crate::client::{Connector, Stop};
+use crate::inventory::Host;
 use crate::outcome::HostOutcome;
 use crate::output;
 use crate::plan;

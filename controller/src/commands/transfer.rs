@@ -1,13 +1,17 @@
 //! `ctl push` and `ctl pull`: the same recipe around a different per-host job. Plan, log
 //! the start, fan out with a progress display, print each host's result as it ends, the
 //! summary, log the end.
+//!
+//! Facts flow one way. What is known before any host is contacted (a [`TransferPlan`])
+//! makes the start record. Then the hosts' jobs run. Then what only that run could learn,
+//! the SHA-256 of a pushed file (hashed while it was sent, see `source_hash`), is read by
+//! the command that owns the file and handed to [`Transfer::end`] as a value.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use common::inventory::Host;
 
 use super::operation::Recorded;
 use super::Exit;
@@ -17,6 +21,7 @@ use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
 use crate::client::push::PushJob;
 use crate::client::{self, Connector, Stop};
 use crate::fanout::fan_out;
+use crate::inventory::Host;
 use crate::local_tree::LocalTree;
 use crate::outcome::HostOutcome;
 use crate::output;
@@ -24,69 +29,55 @@ use crate::progress::Progress;
 
 /// `ctl push`.
 pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
-    let recursive = args.recursive;
-    let tree = LocalTree::scan(&args.source, recursive, args.mode)?;
-    let transfer = TransferRecord {
-        source: args.source.display().to_string(),
-        destination: args.dest.clone().unwrap_or_else(|| tree.name.clone()),
-        recursive,
-        bytes: Some(tree.total_bytes()),
-        // Known once the file has been read, which is after the start record.
-        sha256: None,
+    let tree = LocalTree::scan(&args.source, args.recursive, args.mode)?;
+    let plan = TransferPlan {
+        kind: Kind::Push,
+        record: TransferRecord {
+            source: args.source.display().to_string(),
+            destination: args.dest.clone().unwrap_or_else(|| tree.name.clone()),
+            recursive: args.recursive,
+            bytes: Some(tree.total_bytes()),
+            // Hashed while it is sent, so only the end record can have it.
+            sha256: None,
+        },
+        json: args.json,
+        bytes_per_host: tree.total_bytes(),
     };
-    let total = tree.total_bytes();
     let job = Arc::new(PushJob {
-        dest: transfer.destination.clone(),
+        dest: plan.record.destination.clone(),
         tree,
         mkdir: args.mkdir,
     });
-    let sent_sha256 = {
-        let job = job.clone();
-        Box::new(move || job.tree.single_file_sha256())
-    };
-    let shape = Shape {
-        kind: Kind::Push,
-        transfer,
-        json: args.json,
-        bytes_per_host: total,
-        sent_sha256,
-    };
-    transfer_flow(
-        &args.targets,
-        &args.connect,
-        log_options,
-        shape,
-        move |connector, host, progress, stop| {
+    let transfer = Transfer::begin(&args.targets, &args.connect, log_options, plan)?;
+    let outcomes = transfer
+        .fan_out(|connector, host, progress, stop| {
             let job = job.clone();
             async move { client::push::push(&connector, &host, job, progress, &stop).await }
-        },
-    )
-    .await
+        })
+        .await;
+    // Every host's sender is done with the file, so its hash is as complete as it will get.
+    let sent_sha256 = job.tree.single_file_sha256();
+    Ok(transfer.end(&outcomes, sent_sha256))
 }
 
 /// `ctl pull`.
 pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
-    let transfer = TransferRecord {
-        source: args.remote.clone(),
-        destination: args.dest.display().to_string(),
-        recursive: args.recursive,
-        bytes: None,
-        sha256: None,
-    };
-    let shape = Shape {
+    let plan = TransferPlan {
         kind: Kind::Pull,
-        transfer,
+        record: TransferRecord {
+            source: args.remote.clone(),
+            destination: args.dest.display().to_string(),
+            recursive: args.recursive,
+            bytes: None,
+            sha256: None,
+        },
         json: args.json,
         bytes_per_host: 0,
-        sent_sha256: Box::new(|| None),
     };
+    let transfer = Transfer::begin(&args.targets, &args.connect, log_options, plan)?;
     let (remote, recursive, dest) = (Arc::new(args.remote), args.recursive, args.dest);
-    transfer_flow(
-        &args.targets,
-        &args.connect,
-        log_options,
-        shape,
-        move |connector, host, progress, stop| {
+    let outcomes = transfer
+        .fan_out(move |connector, host, progress, stop| {
             let (remote, local_base) = (remote.clone(), dest.join(&host.name));
             async move {
                 client::pull::pull(
@@ -94,61 +85,103 @@ pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
                 )
                 .await
             }
-        },
-    )
-    .await
+        })
+        .await;
+    // Each host's files are checked on their own; the transfer as a whole has no hash.
+    Ok(transfer.end(&outcomes, None))
 }
 
-/// What differs between a push and a pull, for the shared recipe.
-struct Shape {
+/// A push or pull as known before any host is contacted: what the start record and the
+/// progress display need.
+struct TransferPlan {
     kind: Kind,
-    transfer: TransferRecord,
+    /// The transfer as the start record shows it.
+    record: TransferRecord,
     json: bool,
     /// Known up front for a push; 0 for a pull, whose sizes arrive with the data.
     bytes_per_host: u64,
-    /// For the end record: the SHA-256 of what a push of one file sent (known only once it
-    /// has been read).
-    sent_sha256: Box<dyn Fn() -> Option<String>>,
 }
 
-async fn transfer_flow<F, Fut>(
-    targets: &TargetArgs,
-    connect: &ConnectArgs,
-    log_options: &LogOptions,
-    shape: Shape,
-    job: F,
-) -> Result<Exit>
-where
-    F: Fn(Connector, Host, Arc<Progress>, Stop) -> Fut,
-    Fut: Future<Output = HostOutcome> + Send + 'static,
-{
-    let mut op = Operation::new(shape.kind, None);
-    op.transfer = Some(shape.transfer);
-    let mut recorded = Recorded::begin(targets, connect, log_options, op)?;
-    let total = shape.bytes_per_host * recorded.targets.len() as u64;
-    let progress = Arc::new(Progress::start(recorded.targets.len(), total, shape.json));
-    let started = Instant::now();
-    let json = shape.json;
-    let outcomes = fan_out(&recorded.targets, recorded.forks, |_, host| {
-        let name = host.name.clone();
-        let work = job(
-            recorded.connector.clone(),
-            host,
-            progress.clone(),
-            recorded.stop.clone(),
-        );
-        let progress = progress.clone();
-        async move {
-            let outcome = work.await;
-            let (line, to_stdout) = output::transfer_line(&name, &outcome, json);
-            progress.host_finished(&outcome, &line, to_stdout);
-            outcome
-        }
-    })
-    .await;
-    progress.finish();
-    if let Some(transfer) = recorded.op.transfer.as_mut() {
-        transfer.sha256 = (shape.sent_sha256)();
+/// A push or pull whose start record is written: its targets, its progress display, and
+/// the transfer as the start record showed it, for the end record to complete.
+struct Transfer {
+    recorded: Recorded,
+    record: TransferRecord,
+    progress: Arc<Progress>,
+    json: bool,
+    started: Instant,
+}
+
+impl Transfer {
+    /// Resolves the targets, writes the start record and starts the progress display.
+    ///
+    /// # Errors
+    /// Anything that stops the transfer before any host is contacted (exit 2).
+    fn begin(
+        targets: &TargetArgs,
+        connect: &ConnectArgs,
+        log_options: &LogOptions,
+        plan: TransferPlan,
+    ) -> Result<Transfer> {
+        let op = Operation::new_transfer(plan.kind, plan.record.clone());
+        let recorded = Recorded::begin(targets, connect, log_options, op)?;
+        let n_hosts = recorded.targets.len();
+        let total = plan.bytes_per_host * n_hosts as u64;
+        let progress = Arc::new(Progress::start(n_hosts, total, plan.json));
+        Ok(Transfer {
+            recorded,
+            record: plan.record,
+            progress,
+            json: plan.json,
+            started: Instant::now(),
+        })
     }
-    Ok(recorded.end(&outcomes, &[], started.elapsed()))
+
+    /// Runs `job` for every target, at most `--forks` at a time, printing each host's
+    /// result as it ends; returns the outcomes in target order.
+    async fn fan_out<F, Fut>(&self, job: F) -> Vec<HostOutcome>
+    where
+        F: Fn(Connector, Host, Arc<Progress>, Stop) -> Fut,
+        Fut: Future<Output = HostOutcome> + Send + 'static,
+    {
+        let recorded = &self.recorded;
+        let json = self.json;
+        let outcomes = fan_out(&recorded.targets, recorded.forks, |_, host| {
+            let name = host.name.clone();
+            let work = job(
+                recorded.connector.clone(),
+                host,
+                self.progress.clone(),
+                recorded.stop.clone(),
+            );
+            let progress = self.progress.clone();
+            async move {
+                let outcome = work.await;
+                let (line, to_stdout) = output::transfer_line(&name, &outcome, json);
+                progress.host_finished(&outcome, &line, to_stdout);
+                outcome
+            }
+        })
+        .await;
+        self.progress.finish();
+        outcomes
+    }
+
+    /// Prints the summary, writes the end record and returns the exit status.
+    /// `sent_sha256` is the SHA-256 of a pushed file, once every byte of it has been read.
+    fn end(self, outcomes: &[HostOutcome], sent_sha256: Option<String>) -> Exit {
+        let Transfer {
+            mut recorded,
+            record,
+            started,
+            ..
+        } = self;
+        // The end record shows the transfer as the start record did, plus what the run
+        // learned. This is the only change to the operation after it was created.
+        recorded.op.transfer = Some(TransferRecord {
+            sha256: sent_sha256,
+            ..record
+        });
+        recorded.end(outcomes, &[], started.elapsed())
+    }
 }

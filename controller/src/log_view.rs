@@ -1,4 +1,4 @@
-//! `ctl log`: reading the operation log back for people and scripts.
+//! What `ctl log` shows: the operation log read back as operations, for people and scripts.
 //!
 //! Records are grouped into operations by `op_id` (a start record and, once it finished,
 //! an end record), filtered, and shown newest first. This module only reads; the record
