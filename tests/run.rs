@@ -600,4 +600,5 @@ fn a_path_that_goes_silent_mid_command_ends_the_host_after_the_silence_timeout()
     assert_eq!(web1["status"], "error", "got {end}");
     let error = web1["error"].as_str().unwrap_or_default();
     assert!(error.contains("not even a heartbeat"), "got {end}");
+    assert_eq!(web1["stdout_bytes"], 6, "what arrived is counted: {end}");
 }

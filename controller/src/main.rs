@@ -15,9 +15,9 @@ mod log_view;
 mod outcome;
 mod output;
 mod plan;
-mod progress;
 mod source_hash;
 mod stream_pair;
+mod transfer_progress;
 
 use std::process::ExitCode;
 

@@ -141,6 +141,19 @@ pub struct HostRecord {
     pub kept_stderr: Option<Kept>,
 }
 
+/// What an operation learned by running, for its end record.
+pub struct OperationEnd<'a> {
+    /// Every target's outcome, in target order.
+    pub outcomes: &'a [HostOutcome],
+    /// What was kept of each target's output, in target order; empty when nothing was.
+    pub kept: &'a [StreamPair<Option<Kept>>],
+    /// A push's or pull's facts as the end record shows them: the start's, completed with
+    /// what only the run could learn (a pushed file's SHA-256).
+    pub transfer: Option<TransferRecord>,
+    /// The operation's wall time.
+    pub wall: Duration,
+}
+
 /// The facts shared by an operation's start and end records.
 pub struct Operation {
     pub op_id: String,
@@ -192,22 +205,20 @@ impl Operation {
             .collect();
         Record {
             targets: Some(targets),
-            ..self.record(Event::Start)
+            ..self.record(Event::Start, self.transfer.clone())
         }
     }
 
-    /// The `end` record. `kept[i]` is what was kept of target `i`'s output.
-    pub fn end_record(
-        &self,
-        targets: &[Host],
-        outcomes: &[HostOutcome],
-        kept: &[StreamPair<Option<Kept>>],
-        wall: Duration,
-        interrupted: bool,
-    ) -> Record {
+    /// The `end` record.
+    pub fn end_record(&self, targets: &[Host], end: &OperationEnd, interrupted: bool) -> Record {
+        let nothing_kept = vec![StreamPair::default(); targets.len()];
+        let kept = match end.kept.is_empty() {
+            true => &nothing_kept,
+            false => end.kept,
+        };
         let results = targets
             .iter()
-            .zip(outcomes)
+            .zip(end.outcomes)
             .zip(kept)
             .map(|((host, outcome), kept)| HostRecord {
                 host: host.name.clone(),
@@ -227,13 +238,13 @@ impl Operation {
             .collect();
         Record {
             results: Some(results),
-            duration_ms: Some(millis(wall)),
+            duration_ms: Some(millis(end.wall)),
             interrupted,
-            ..self.record(Event::End)
+            ..self.record(Event::End, end.transfer.clone())
         }
     }
 
-    fn record(&self, event: Event) -> Record {
+    fn record(&self, event: Event, transfer: Option<TransferRecord>) -> Record {
         Record {
             seq: 0,
             prev: String::new(),
@@ -245,7 +256,7 @@ impl Operation {
             kind: self.kind,
             command: self.command.clone(),
             argv: self.argv.clone(),
-            transfer: self.transfer.clone(),
+            transfer,
             targets: None,
             results: None,
             duration_ms: None,

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use super::{lost, next_reply, Connector, Failure, Stop};
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
-use crate::progress::Progress;
+use crate::transfer_progress::TransferProgress;
 
 /// Chunks (of up to 256 KiB) queued per host between receiving and writing a pulled file.
 /// ctl receives from every host at once, so this is memory per host (about 1 MiB with the
@@ -41,7 +41,7 @@ pub async fn pull(
     remote: &str,
     recursive: bool,
     local_base: PathBuf,
-    progress: Arc<Progress>,
+    progress: Arc<TransferProgress>,
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
@@ -85,7 +85,7 @@ struct Received {
 async fn receive_all(
     channel: &mut Channel<TcpStream>,
     local_base: &Path,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<Received, Failure> {
     let mut received = Received {
@@ -148,7 +148,7 @@ async fn receive_file(
     local: &Path,
     mode: u32,
     size: u64,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<String, Failure> {
     let failed = |err: ReceiveError| {
@@ -202,7 +202,7 @@ async fn receive_data(
     channel: &mut Channel<TcpStream>,
     writer: &Receiving,
     size: u64,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<(), Failure> {
     let mut left = size;

@@ -20,7 +20,7 @@ use super::{next_reply, Connector, Failure, Stop};
 use crate::inventory::Host;
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
-use crate::progress::Progress;
+use crate::transfer_progress::TransferProgress;
 
 /// Chunks (of up to 256 KiB) a host's reader may be ahead of its sender.
 const READ_AHEAD_CHUNKS: usize = 4;
@@ -44,7 +44,7 @@ pub async fn push(
     connector: &Connector,
     host: &Host,
     job: Arc<PushJob>,
-    progress: Arc<Progress>,
+    progress: Arc<TransferProgress>,
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
@@ -101,7 +101,7 @@ async fn push_entry(
     job: &PushJob,
     entry: &LocalEntry,
     remote_root: &mut String,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<Sent, Failure> {
     let is_root = entry.rel.is_empty();
@@ -162,7 +162,7 @@ async fn put_data(
     channel: &mut Channel<TcpStream>,
     entry: &LocalEntry,
     held_sha256: Option<String>,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<Sent, Failure> {
     let kept = match held_sha256 {
@@ -257,7 +257,7 @@ async fn restore_dir_modes(
 async fn send_file(
     channel: &mut Channel<TcpStream>,
     entry: &LocalEntry,
-    progress: &Progress,
+    progress: &TransferProgress,
     silence: Duration,
 ) -> Result<(), Failure> {
     let hash = entry.hash.clone();

@@ -28,7 +28,7 @@ pub async fn run(
     connector: &Connector,
     host: &Host,
     exec: Request,
-    output: HostOutput<'_>,
+    mut output: HostOutput<'_>,
     stop: &Stop,
 ) -> HostOutcome {
     let started = Instant::now();
@@ -38,14 +38,15 @@ pub async fn run(
         Ok(channel) => channel,
         Err(outcome) => return outcome,
     };
-    follow_command(
-        &mut channel,
-        connector.silence_timeout,
-        output,
-        stop,
-        started,
-    )
-    .await
+    let silence = connector.silence_timeout;
+    let outcome = follow_command(&mut channel, silence, &mut output, stop, started).await;
+    // However the command ended, what arrived before it did counts: a host lost
+    // mid-command may have printed plenty.
+    HostOutcome {
+        stdout_bytes: output.kept.stdout.total(),
+        stderr_bytes: output.kept.stderr.total(),
+        ..outcome
+    }
 }
 
 /// Where one host's output goes: its kept copy and the printer.
@@ -59,7 +60,7 @@ pub struct HostOutput<'a> {
 async fn follow_command(
     channel: &mut Channel<TcpStream>,
     silence_timeout: Duration,
-    output: HostOutput<'_>,
+    output: &mut HostOutput<'_>,
     stop: &Stop,
     started: Instant,
 ) -> HostOutcome {
@@ -96,10 +97,7 @@ async fn follow_command(
                 signal,
                 reason,
             })) => {
-                let mut outcome = command_outcome(code, signal, reason, started.elapsed());
-                outcome.stdout_bytes = output.kept.stdout.total();
-                outcome.stderr_bytes = output.kept.stderr.total();
-                return outcome;
+                return command_outcome(code, signal, reason, started.elapsed());
             }
             Ok(Packet::Control(Reply::Error { message })) => {
                 return HostOutcome::failure(Status::Error, message, started.elapsed())

@@ -1,28 +1,25 @@
 //! What every operation that contacts hosts shares, start and end: resolve the plan, log
 //! the start (nothing runs if that fails), watch for Ctrl-C, and at the end print the
 //! summary, log the end and pick the exit status. `run`, `push` and `pull` differ only in
-//! what happens between [`Recorded::begin`] and [`Recorded::end`].
+//! what happens between [`LoggedOperation::begin`] and [`LoggedOperation::end`].
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::Exit;
-use crate::audit::kept::Kept;
+use crate::audit::record::OperationEnd;
 use crate::audit::seal::LogKey;
 use crate::audit::{AuditLog, Operation};
 use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
 use crate::client::{Connector, Stop};
 use crate::inventory::Host;
-use crate::outcome::HostOutcome;
 use crate::output;
 use crate::plan;
-use crate::stream_pair::StreamPair;
 
 /// An operation whose start record is written.
-pub struct Recorded {
+pub struct LoggedOperation {
     pub targets: Vec<Host>,
     pub names: Vec<String>,
     pub forks: usize,
@@ -33,7 +30,7 @@ pub struct Recorded {
     log_key: LogKey,
 }
 
-impl Recorded {
+impl LoggedOperation {
     /// Resolves the targets and key, writes `op`'s start record and starts watching for
     /// Ctrl-C.
     ///
@@ -44,7 +41,7 @@ impl Recorded {
         connect: &ConnectArgs,
         log_options: &LogOptions,
         op: Operation,
-    ) -> Result<Recorded> {
+    ) -> Result<LoggedOperation> {
         let plan = plan::resolve(targets, connect)?;
         let log_key = plan::log_key(log_options, || Ok(plan.key.clone()))?;
         let log = AuditLog::open(&log_options.log_dir)?;
@@ -58,7 +55,7 @@ impl Recorded {
             connect_timeout: plan.connect_timeout,
             silence_timeout: plan.silence_timeout,
         };
-        Ok(Recorded {
+        Ok(LoggedOperation {
             names: plan.targets.iter().map(|host| host.name.clone()).collect(),
             targets: plan.targets,
             forks: plan.forks,
@@ -75,29 +72,19 @@ impl Recorded {
         self.log.dir()
     }
 
-    /// Prints the summary, writes the end record and returns the exit status. `kept[i]` is
-    /// what was kept of target `i`'s output; an empty slice when nothing was kept.
-    pub fn end(
-        self,
-        outcomes: &[HostOutcome],
-        kept: &[StreamPair<Option<Kept>>],
-        wall: Duration,
-    ) -> Exit {
-        output::print_summary(&self.names, outcomes, wall);
-        let no_kept = vec![StreamPair::default(); outcomes.len()];
-        let kept = if kept.is_empty() { &no_kept } else { kept };
+    /// Prints the summary, writes the end record and returns the exit status.
+    pub fn end(self, end: OperationEnd) -> Exit {
+        output::print_summary(&self.names, end.outcomes, end.wall);
         let interrupted = self.stop.cancel.is_cancelled();
-        let end = self
-            .op
-            .end_record(&self.targets, outcomes, kept, wall, interrupted);
-        if let Err(err) = self.log.append(&end, &self.log_key) {
+        let record = self.op.end_record(&self.targets, &end, interrupted);
+        if let Err(err) = self.log.append(&record, &self.log_key) {
             eprintln!("ctl: the operation ran but its end record was not written: {err:#}");
             return Exit::SomeHostsFailed;
         }
         tracing::info!(op_id = %self.op.op_id, "operation ended");
         match interrupted {
             true => Exit::Interrupted,
-            false => Exit::from_outcomes(outcomes),
+            false => Exit::from_outcomes(end.outcomes),
         }
     }
 }

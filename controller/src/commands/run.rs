@@ -8,9 +8,10 @@ use std::time::Instant;
 use anyhow::Result;
 use common::message::Request;
 
-use super::operation::Recorded;
+use super::operation::LoggedOperation;
 use super::Exit;
 use crate::audit::kept::{write_all_kept, Capture, Kept};
+use crate::audit::record::OperationEnd;
 use crate::audit::{Kind, Operation};
 use crate::cli::{LogOptions, RunArgs};
 use crate::client;
@@ -23,29 +24,29 @@ use crate::stream_pair::StreamPair;
 pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     let command = args.command.join(" ");
     let op = Operation::new(Kind::Run, Some(command.clone()));
-    let recorded = Recorded::begin(&args.targets, &args.connect, log_options, op)?;
+    let logged = LoggedOperation::begin(&args.targets, &args.connect, log_options, op)?;
     let mode = match (args.json, args.gather) {
         (true, _) => Mode::Json,
         (false, true) => Mode::Gather,
         (false, false) => Mode::Lines,
     };
-    let printer = Printer::start(mode, recorded.names.clone(), args.max_output);
+    let printer = Printer::start(mode, logged.names.clone(), args.max_output);
     // Each host's task fills its own slot with what it kept of its output.
     let kept_slots: Arc<Vec<OnceLock<StreamPair<Capture>>>> =
-        Arc::new(recorded.targets.iter().map(|_| OnceLock::new()).collect());
+        Arc::new(logged.targets.iter().map(|_| OnceLock::new()).collect());
     let exec = Request::Exec {
         command,
         timeout_ms: args.timeout.map(|secs| (secs * 1000.0).ceil() as u64),
-        op_id: Some(recorded.op.op_id.clone()),
+        op_id: Some(logged.op.op_id.clone()),
     };
 
     let keep_bytes = args.keep_output;
     let started = Instant::now();
-    let outcomes = fan_out(&recorded.targets, recorded.forks, |index, host| {
+    let outcomes = fan_out(&logged.targets, logged.forks, |index, host| {
         let (connector, sink, stop, exec, kept_slots) = (
-            recorded.connector.clone(),
+            logged.connector.clone(),
             printer.sink(index),
-            recorded.stop.clone(),
+            logged.stop.clone(),
             exec.clone(),
             kept_slots.clone(),
         );
@@ -70,13 +71,13 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
         .into_iter()
         .map(|slot| slot.into_inner().unwrap_or_default())
         .collect();
-    let kept = keep_output(
-        recorded.log_dir(),
-        &recorded.op.op_id,
-        &recorded.names,
-        captures,
-    );
-    Ok(recorded.end(&outcomes, &kept, wall))
+    let kept = keep_output(logged.log_dir(), &logged.op.op_id, &logged.names, captures);
+    Ok(logged.end(OperationEnd {
+        outcomes: &outcomes,
+        kept: &kept,
+        transfer: None,
+        wall,
+    }))
 }
 
 /// Writes each host's kept output beside the log. A failure here costs the kept copy, not

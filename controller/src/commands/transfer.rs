@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::operation::Recorded;
+use super::operation::LoggedOperation;
 use super::Exit;
-use crate::audit::record::TransferRecord;
+use crate::audit::record::{OperationEnd, TransferRecord};
 use crate::audit::{Kind, Operation};
 use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
 use crate::client::push::PushJob;
@@ -25,7 +25,7 @@ use crate::inventory::Host;
 use crate::local_tree::LocalTree;
 use crate::outcome::HostOutcome;
 use crate::output;
-use crate::progress::Progress;
+use crate::transfer_progress::TransferProgress;
 
 /// `ctl push`.
 pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
@@ -105,9 +105,9 @@ struct TransferPlan {
 /// A push or pull whose start record is written: its targets, its progress display, and
 /// the transfer as the start record showed it, for the end record to complete.
 struct Transfer {
-    recorded: Recorded,
+    logged: LoggedOperation,
     record: TransferRecord,
-    progress: Arc<Progress>,
+    progress: Arc<TransferProgress>,
     json: bool,
     started: Instant,
 }
@@ -124,12 +124,12 @@ impl Transfer {
         plan: TransferPlan,
     ) -> Result<Transfer> {
         let op = Operation::new_transfer(plan.kind, plan.record.clone());
-        let recorded = Recorded::begin(targets, connect, log_options, op)?;
-        let n_hosts = recorded.targets.len();
+        let logged = LoggedOperation::begin(targets, connect, log_options, op)?;
+        let n_hosts = logged.targets.len();
         let total = plan.bytes_per_host * n_hosts as u64;
-        let progress = Arc::new(Progress::start(n_hosts, total, plan.json));
+        let progress = Arc::new(TransferProgress::start(n_hosts, total, plan.json));
         Ok(Transfer {
-            recorded,
+            logged,
             record: plan.record,
             progress,
             json: plan.json,
@@ -141,18 +141,18 @@ impl Transfer {
     /// result as it ends; returns the outcomes in target order.
     async fn fan_out<F, Fut>(&self, job: F) -> Vec<HostOutcome>
     where
-        F: Fn(Connector, Host, Arc<Progress>, Stop) -> Fut,
+        F: Fn(Connector, Host, Arc<TransferProgress>, Stop) -> Fut,
         Fut: Future<Output = HostOutcome> + Send + 'static,
     {
-        let recorded = &self.recorded;
+        let logged = &self.logged;
         let json = self.json;
-        let outcomes = fan_out(&recorded.targets, recorded.forks, |_, host| {
+        let outcomes = fan_out(&logged.targets, logged.forks, |_, host| {
             let name = host.name.clone();
             let work = job(
-                recorded.connector.clone(),
+                logged.connector.clone(),
                 host,
                 self.progress.clone(),
-                recorded.stop.clone(),
+                logged.stop.clone(),
             );
             let progress = self.progress.clone();
             async move {
@@ -171,17 +171,20 @@ impl Transfer {
     /// `sent_sha256` is the SHA-256 of a pushed file, once every byte of it has been read.
     fn end(self, outcomes: &[HostOutcome], sent_sha256: Option<String>) -> Exit {
         let Transfer {
-            mut recorded,
+            logged,
             record,
             started,
             ..
         } = self;
-        // The end record shows the transfer as the start record did, plus what the run
-        // learned. This is the only change to the operation after it was created.
-        recorded.op.transfer = Some(TransferRecord {
-            sha256: sent_sha256,
-            ..record
-        });
-        recorded.end(outcomes, &[], started.elapsed())
+        logged.end(OperationEnd {
+            outcomes,
+            kept: &[],
+            // As the start record showed it, plus what the run learned.
+            transfer: Some(TransferRecord {
+                sha256: sent_sha256,
+                ..record
+            }),
+            wall: started.elapsed(),
+        })
     }
 }

@@ -13,18 +13,18 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::outcome::HostOutcome;
 
 /// The live display of one transfer.
-pub struct Progress {
+pub struct TransferProgress {
     bar: Option<ProgressBar>,
     hosts: usize,
     done: AtomicUsize,
     not_ok: AtomicUsize,
 }
 
-impl Progress {
+impl TransferProgress {
     /// A display for `hosts` hosts moving `total_bytes` in all (0 when not known up front,
     /// as for a pull: the total then grows as hosts announce their files). The bar is shown
     /// only when stderr is a terminal and `quiet_bar` is false.
-    pub fn start(hosts: usize, total_bytes: u64, quiet_bar: bool) -> Progress {
+    pub fn start(hosts: usize, total_bytes: u64, quiet_bar: bool) -> TransferProgress {
         let bar = (!quiet_bar && std::io::stderr().is_terminal()).then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
@@ -35,7 +35,7 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        let progress = Progress {
+        let progress = TransferProgress {
             bar,
             hosts,
             done: AtomicUsize::new(0),
