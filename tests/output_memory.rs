@@ -6,10 +6,9 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{peak_rss_kib, Agent, CtlOutput, Fleet, RunningCtl};
+use crate::util::{Agent, Fleet};
 
 /// ctl's peak resident set in a debug build while two hosts flood it. Before the byte
 /// budget and `--max-output`, the same runs peaked at hundreds of MiB (ctl held up to 1,024
@@ -47,22 +46,6 @@ fn base64_output_bytes(bytes: u64) -> u64 {
     bytes.div_ceil(3) * 4 + base64_lines(bytes)
 }
 
-/// Waits for a running ctl to end within `timeout`, reading its peak resident set while it
-/// runs (the last reading before it exits is its peak over its whole life).
-fn wait_sampling_rss(mut ctl: RunningCtl, timeout: Duration) -> (CtlOutput, u64) {
-    let pid = ctl.pid().as_raw();
-    let mut peak = 0;
-    let deadline = Instant::now() + timeout;
-    while ctl.is_running() && Instant::now() < deadline {
-        if let Some(kib) = peak_rss_kib(pid) {
-            peak = peak.max(kib);
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    (ctl.wait(left.max(Duration::from_secs(1))), peak)
-}
-
 fn assert_within_bound(what: &str, peak_kib: u64) {
     eprintln!("ctl peak RSS, {what}: {peak_kib} KiB");
     assert!(
@@ -88,7 +71,7 @@ fn live_lines_of_any_volume_pass_through_bounded_memory() {
             .args(&["-g", "all", &flood(bytes)])
             .with_stdout(wc.stdin.take().expect("piped"))
             .spawn();
-        let (out, peak_kib) = wait_sampling_rss(ctl, FLOOD_DEADLINE);
+        let (out, peak_kib) = ctl.wait_sampling_rss(FLOOD_DEADLINE);
         let mut counted = String::new();
         wc.stdout
             .take()
@@ -119,7 +102,7 @@ fn json_holds_at_most_max_output_per_host_and_says_what_it_cut() {
             .ctl("run")
             .args(&["-g", "all", "--json", &flood(bytes)])
             .spawn();
-        let (out, peak_kib) = wait_sampling_rss(ctl, FLOOD_DEADLINE);
+        let (out, peak_kib) = ctl.wait_sampling_rss(FLOOD_DEADLINE);
 
         out.assert_code(0);
         let by_host = out.json_by_host();
@@ -165,7 +148,7 @@ fn gather_holds_at_most_max_output_per_host() {
                 &flood(bytes),
             ])
             .spawn();
-        let (out, peak_kib) = wait_sampling_rss(ctl, FLOOD_DEADLINE);
+        let (out, peak_kib) = ctl.wait_sampling_rss(FLOOD_DEADLINE);
 
         out.assert_code(0);
         let stdout = out.stdout();

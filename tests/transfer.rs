@@ -9,8 +9,7 @@
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::digest::sha256_hex;
 use nix::sys::signal::{kill, Signal};
@@ -19,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::util::{
     agent_on, files_below, fleet_of, json_of, json_sorted, mode_of, peak_rss_kib, set_mode,
-    sha256_file, snapshot, temps_in, text, wait_until, Agent, CtlOutput, Fleet, Node, RunningCtl,
+    sha256_file, snapshot, temps_in, text, wait_until, Agent, Fleet, Node, RunningCtl,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -59,26 +58,6 @@ fn write_big_file(path: &Path, size: u64) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Waits for a running ctl to end within `timeout`, reading its peak resident set while it
-/// runs (the last reading before it exits is its peak over its whole life).
-fn wait_sampling_rss(mut ctl: RunningCtl, timeout: Duration) -> (CtlOutput, u64) {
-    let pid = ctl.pid().as_raw();
-    let mut peak = 0;
-    let deadline = Instant::now() + timeout;
-    while ctl.is_running() && Instant::now() < deadline {
-        if let Some(kib) = peak_rss_kib(pid) {
-            peak = peak.max(kib);
-        }
-        // A sampling pace, not a wait for an event: VmHWM keeps the peak, so any reading
-        // taken late enough is right, and 10 ms keeps the last one close to the exit.
-        thread::sleep(Duration::from_millis(10));
-    }
-    (
-        ctl.wait(Duration::from_secs(1).max(deadline - Instant::now())),
-        peak,
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // Large files
 
@@ -96,7 +75,7 @@ fn a_large_push_lands_verified_on_every_host_with_flat_memory_and_a_repeat_is_un
         .ctl("push")
         .args(&["-g", "all", "--json", text(&source)])
         .spawn();
-    let (out, ctl_peak_kib) = wait_sampling_rss(ctl, BIG_DEADLINE);
+    let (out, ctl_peak_kib) = ctl.wait_sampling_rss(BIG_DEADLINE);
     out.assert_code(0);
     let results = json_sorted(&out);
     assert_eq!(results.len(), 3, "stdout:\n{}", out.stdout());
@@ -196,7 +175,7 @@ fn a_large_pull_from_three_hosts_lands_in_one_folder_per_host_verified() {
         .ctl("pull")
         .args(&["-g", "all", "--json", "-d", "collected", "big.bin"])
         .spawn();
-    let (out, ctl_peak_kib) = wait_sampling_rss(ctl, BIG_DEADLINE);
+    let (out, ctl_peak_kib) = ctl.wait_sampling_rss(BIG_DEADLINE);
     out.assert_code(0);
     let agent_peaks: Vec<(&str, Option<u64>)> = hosts
         .iter()

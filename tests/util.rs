@@ -682,6 +682,25 @@ impl RunningCtl {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits for ctl to end within `timeout`, reading its peak resident set while it runs
+    /// (the last reading before it exits is its peak over its whole life).
+    pub fn wait_sampling_rss(mut self, timeout: Duration) -> (CtlOutput, u64) {
+        let pid = self.pid().as_raw();
+        let mut peak = 0;
+        let deadline = Instant::now() + timeout;
+        while self.is_running() && Instant::now() < deadline {
+            if let Some(kib) = peak_rss_kib(pid) {
+                peak = peak.max(kib);
+            }
+            // A sampling pace, not a wait for an event: VmHWM keeps the peak, so any
+            // reading taken late enough is right, and 10 ms keeps the last one close to
+            // the exit.
+            thread::sleep(Duration::from_millis(10));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        (self.wait(left.max(Duration::from_secs(1))), peak)
+    }
+
     /// Waits for the next stdout line that `want` accepts and returns it.
     pub fn wait_for_line(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
