@@ -355,6 +355,38 @@ fn a_file_pushed_to_an_existing_folder_lands_inside_it_and_mode_overrides_apply(
 }
 
 #[test]
+fn a_push_into_a_folder_that_is_a_link_is_refused_and_writes_nothing_there() {
+    // Tried: the destination's folder on the host is a symbolic link to another folder, as
+    // a local user could plant one; push into it, by the link's name and by scp's rule
+    // (the link named as the destination). The host fails with a message naming the link,
+    // and nothing appears in the folder it points to.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = &hosts[0].files;
+    let target = files.join("target");
+    fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&target, files.join("link")).unwrap();
+    let source = fleet.path("notes.txt");
+    fs::write(&source, "hello\n").unwrap();
+
+    for dest in ["link/notes.txt", "link"] {
+        let out = fleet
+            .ctl("push")
+            .args(&["-H", "web1", "--json", "-d", dest, text(&source)])
+            .output();
+        out.assert_code(1);
+        let result = &json_sorted(&out)["web1"];
+        assert_eq!(result["status"], "failed", "{dest}: {result}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("link is a symbolic link"),
+            "{dest}: expected the link named in the error, got {error:?}"
+        );
+        let written: Vec<_> = fs::read_dir(&target).unwrap().collect();
+        assert!(written.is_empty(), "{dest}: {written:?}");
+    }
+}
+
+#[test]
 fn a_missing_parent_fails_naming_the_folder_and_mkdir_creates_it() {
     // Tried: push to missing/sub/notes.txt without --mkdir, then with it.
     let (fleet, hosts) = fleet_of(&["web1"]);

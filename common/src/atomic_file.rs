@@ -49,6 +49,16 @@ pub enum ReceiveError {
         /// Why.
         source: io::Error,
     },
+    /// The destination's folder is a symbolic link. Nothing is written through one: a link
+    /// planted there would otherwise redirect the write (and its mode) anywhere.
+    #[error(
+        "the folder {} is a symbolic link; nothing is written through links (name the folder it points to)",
+        folder.display()
+    )]
+    FolderIsLink {
+        /// The destination's folder, as named.
+        folder: PathBuf,
+    },
     /// The announced size does not fit in a file offset.
     #[error("{size} bytes is more than a file can hold")]
     TooLarge {
@@ -127,10 +137,7 @@ impl ReceivedFile {
     /// # Errors
     /// [`ReceiveError::Create`], naming the temporary file.
     pub fn create(dest: &Path) -> Result<ReceivedFile, ReceiveError> {
-        let dest = Destination::open(dest).map_err(|source| ReceiveError::Create {
-            path: temp_path_for(dest),
-            source,
-        })?;
+        let dest = Destination::open(dest).map_err(|source| folder_error(dest, source))?;
         let temp_name = temp_name(&dest.name);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -278,9 +285,17 @@ impl Complete {
 /// without one.
 ///
 /// # Errors
-/// [`ReceiveError::Link`]; no temporary link is left.
+/// [`ReceiveError::FolderIsLink`] or [`ReceiveError::Link`]; no temporary link is left.
 pub fn place_symlink(link: &Path, target: &str) -> Result<(), ReceiveError> {
-    let made = Destination::open(link).and_then(|dest| {
+    let dest = match Destination::open(link) {
+        Err(err) if is_link_refused(link, &err) => {
+            return Err(ReceiveError::FolderIsLink {
+                folder: folder_of(link),
+            })
+        }
+        dest => dest,
+    };
+    let made = dest.and_then(|dest| {
         let temp_name = temp_name(&dest.name);
         rustix::fs::symlinkat(target, &dest.folder, &temp_name)?;
         let temp = TempEntry {
@@ -314,6 +329,29 @@ struct Destination {
     /// For messages only; never opened again.
     folder_path: PathBuf,
     name: OsString,
+}
+
+/// Why a destination's folder could not be opened, telling a link from the rest.
+fn folder_error(dest: &Path, source: io::Error) -> ReceiveError {
+    match is_link_refused(dest, &source) {
+        true => ReceiveError::FolderIsLink {
+            folder: folder_of(dest),
+        },
+        false => ReceiveError::Create {
+            path: temp_path_for(dest),
+            source,
+        },
+    }
+}
+
+/// True when opening `dest`'s folder failed because it is a link. `O_NOFOLLOW` with
+/// `O_DIRECTORY` fails with ENOTDIR (or ELOOP) at a link; a look at the folder tells that
+/// from a plain file in the way. The look only picks the message: nothing acts on it.
+fn is_link_refused(dest: &Path, err: &io::Error) -> bool {
+    let refused = [rustix::io::Errno::NOTDIR, rustix::io::Errno::LOOP]
+        .iter()
+        .any(|errno| err.raw_os_error() == Some(errno.raw_os_error()));
+    refused && std::fs::symlink_metadata(folder_of(dest)).is_ok_and(|meta| meta.is_symlink())
 }
 
 impl Destination {
@@ -552,7 +590,12 @@ mod tests {
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
         let err = ReceivedFile::create(&dir.path().join("link").join("f")).err();
-        assert!(matches!(err, Some(ReceiveError::Create { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(ReceiveError::FolderIsLink { .. })),
+            "{err:?}"
+        );
+        let message = err.map(|err| err.to_string()).unwrap_or_default();
+        assert!(message.contains("is a symbolic link"), "{message}");
         assert!(names_in(&dir.path().join("real")).is_empty());
     }
 
