@@ -23,11 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 TOOL_ORDER = [
-    "muster", "pdsh", "pdsh-fN", "pssh", "clush", "ansible-raw", "ansible-command",
+    "muster", "muster-prev", "pdsh", "pdsh-fN", "pssh", "clush", "ansible-raw", "ansible-command",
     "ssh-loop", "ssh-mux-loop", "ssh-mux-xargs", "floor",
 ]
 TOOL_LABEL = {
     "muster": "muster `ctl run`",
+    "muster-prev": "muster `ctl run`, previous build (MUSTER_PREV_BIN)",
     "pdsh": "pdsh -R ssh (default fanout 32)",
     "pdsh-fN": "pdsh -R ssh -f N",
     "pssh": "parallel-ssh -p N",
@@ -68,11 +69,12 @@ PHIST_HEAD = (
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 PUSH_TOOL_ORDER = [
-    "muster", "pdcp", "pscp", "clush", "scp-loop", "scp-xargs", "ansible-copy",
+    "muster", "muster-prev", "pdcp", "pscp", "clush", "scp-loop", "scp-xargs", "ansible-copy",
     "tcp", "ssh-stream-gcm", "ssh-stream", "cp-sync", "openssl-sha256", "sha256sum",
 ]
 PUSH_LABEL = {
     "muster": "muster `ctl push`",
+    "muster-prev": "muster `ctl push`, previous build (MUSTER_PREV_BIN)",
     "pdcp": "pdcp -R ssh",
     "pscp": "parallel-scp -p N",
     "clush": "clush -f N --copy --dest",
@@ -86,9 +88,10 @@ PUSH_LABEL = {
     "openssl-sha256": "ceiling: openssl dgst -sha256",
     "sha256sum": "ceiling: sha256sum",
 }
-PULL_TOOL_ORDER = ["muster", "rpdcp", "pslurp", "clush", "scp-loop", "scp-xargs"]
+PULL_TOOL_ORDER = ["muster", "muster-prev", "rpdcp", "pslurp", "clush", "scp-loop", "scp-xargs"]
 PULL_LABEL = {
     "muster": "muster `ctl pull`",
+    "muster-prev": "muster `ctl pull`, previous build (MUSTER_PREV_BIN)",
     "rpdcp": "rpdcp -R ssh",
     "pslurp": "parallel-slurp -p N",
     "clush": "clush -f N --rcopy --dest",
@@ -376,7 +379,7 @@ def xfer_table(cells, kind: str, n: int, mib: int) -> str:
         else:
             samples = f"{c.n} ({ver} checked, warm-up included)"
         samples += f" +{len(c.invalid)} invalid" if c.invalid else ""
-        hwm = c.med("agent_hwm_kb") if tool == "muster" else None
+        hwm = c.med("agent_hwm_kb") if tool in ("muster", "muster-prev") else None
         cc = c.med("client_cpu_s")
         hc = c.med("host_cpu_s")
         rss = c.med("maxrss_kb")
@@ -389,6 +392,44 @@ def xfer_table(cells, kind: str, n: int, mib: int) -> str:
             f"| {s(cc)} | {s(rss / 1024 if rss else None, 'MiB')} "
             f"| {s(hwm / 1024 if hwm else None, 'MiB')} | {s(hc)} | {s(ps)} |"
         )
+    return "\n".join(out)
+
+
+def prev_table(cells) -> str:
+    """muster against muster-prev (another build, MUSTER_PREV_BIN), every row both have."""
+    keys = sorted({(n, cmd) for (n, cmd, t) in cells if t == "muster-prev"}
+                  & {(n, cmd) for (n, cmd, t) in cells if t == "muster"},
+                  key=lambda k: (is_xfer(k[1]), k[1][:4] != "push", k[1], k[0]))
+    if not keys:
+        return ""
+    out = [
+        "| row | samples (this / prev) | muster: wall median (min–max) "
+        "| muster-prev: wall median (min–max) | wall: muster ÷ muster-prev | ranges overlap "
+        "| controller CPU: muster / prev (ratio) | host-side CPU: muster / prev (ratio) "
+        "| peak RSS: muster / prev |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, cmd in keys:
+        a, b = cells[(n, cmd, "muster")], cells[(n, cmd, "muster-prev")]
+        if is_xfer(cmd):
+            kind, mib = cmd[:4], mib_of(cmd)
+            name = f"{kind} {size_label(mib)} {'→' if kind == 'push' else '←'} {n} host{'s' if n > 1 else ''}"
+        else:
+            name = f"{CMD_LABEL.get(cmd, cmd)}, {n} hosts"
+        if a.n == 0 or b.n == 0:
+            out.append(f"| {name} | {a.n} / {b.n} | – | – | – | – | – | – | – |")
+            continue
+        wa, wb = a.col("wall_s"), b.col("wall_s")
+        ma, mb = statistics.median(wa), statistics.median(wb)
+        ca, cb = a.med("client_cpu_s"), b.med("client_cpu_s")
+        ha, hb = a.med("host_cpu_s"), b.med("host_cpu_s")
+        ra, rb = a.med("maxrss_kb"), b.med("maxrss_kb")
+        overlap = "yes" if min(wa) <= max(wb) and min(wb) <= max(wa) else "**no**"
+        out.append(
+            f"| {name} | {a.n} / {b.n} | {s(ma)} ({s(min(wa))} – {s(max(wa))}) "
+            f"| {s(mb)} ({s(min(wb))} – {s(max(wb))}) | {ratio(ma, mb)} | {overlap} "
+            f"| {s(ca)} / {s(cb)} ({ratio(ca, cb)}) | {s(ha)} / {s(hb)} ({ratio(ha, hb)}) "
+            f"| {s(ra / 1024 if ra else None, 'MiB')} / {s(rb / 1024 if rb else None, 'MiB')} |")
     return "\n".join(out)
 
 
@@ -542,6 +583,9 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
              f"{statistics.median(others) if others else float('nan'):.2f}. Wall times carry "
              "that noise; CPU figures (cgroup-accounted) much less so.")
     L.append(f"- muster: {meta.get('muster')}, built with {meta.get('rustc')} (release)")
+    if meta.get("muster_prev"):
+        L.append(f"- muster-prev (the rows `muster-prev`: a second build, its own agents on the "
+                 f"same fake hosts at port {meta.get('PREV_PORT')}): {meta.get('muster_prev')}")
     for k in ("openssh", "pdsh", "pssh", "clush", "ansible", "xargs"):
         L.append(f"- {k}: {meta.get(k)}")
     L.append(f"- run: R = {meta.get('R')} timed rounds per row after one warm-up round, tools "
@@ -574,6 +618,16 @@ def section(run: Path, merge: list[Path] = ()) -> tuple[str, str]:
              "host answered (exit status, the tool's per-host success lines, and for "
              "`uname -n` one output line per host).")
     L.append("")
+    ptab = prev_table(cells)
+    if ptab:
+        L.append("### muster against the previous build (muster-prev)")
+        L.append("")
+        L.append("Both builds in the same run, alternating round by round with the other rows; "
+                 "ratio of medians (below 1: this build is faster). *Ranges overlap* says whether "
+                 "the two builds' min–max wall ranges meet: a rough noise check, not a test.")
+        L.append("")
+        L.append(ptab)
+        L.append("")
     if not has_run_rows:
         L.append("*This run measured push and pull only* (`PHASES=\"push pull\"`): for the "
                  "`ctl run` rows see the older sections below.")

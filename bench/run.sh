@@ -32,6 +32,12 @@
 #   VERIFY_ROUNDS="0 1"       rounds in which every destination file is sha256-checked (size
 #                             is checked in every round)
 #   REPORT=1                  run bench/report.py at the end (0: leave the raw results only)
+#   MUSTER_PREV_BIN=<dir>     a folder holding `ctl` and `agent` of another (previous) muster
+#                             build: adds the row muster-prev to the run, push and pull phases
+#                             (its own agents, from that folder, on the same fake hosts at
+#                             port PREV_PORT, its own --log-dir), alternating with the others
+#   MUSTER_PREV_REV=<text>    which revision that build is, for meta.txt (e.g. "e1bfee0 ...")
+#   PREV_PORT=7071            the previous build's agents' port
 #   BENCH_DIR=/var/tmp/muster-bench  CARGO_TARGET_DIR=/tmp/muster-bench-target
 #
 # What is measured per sample: wall time (bash EPOCHREALTIME around the whole command),
@@ -71,7 +77,12 @@ ANSIBLE_LARGE_N=${ANSIBLE_LARGE_N:-200}
 ANSIBLE_BUDGET=${ANSIBLE_BUDGET:-900}
 ANSIBLE_LARGE_CMDS=${ANSIBLE_LARGE_CMDS:-true uname}
 SSH_LOOP_MAX_N=${SSH_LOOP_MAX_N:-50}
-ALL_TOOLS="muster pdsh pdsh-fN pssh clush ansible-raw ansible-command ssh-loop ssh-mux-loop ssh-mux-xargs floor"
+MUSTER_PREV_BIN=${MUSTER_PREV_BIN:-}
+MUSTER_PREV_REV=${MUSTER_PREV_REV:-}
+PREV_PORT=${PREV_PORT:-7071}
+PREV=""                                           # "muster-prev" when MUSTER_PREV_BIN is given
+[ -n "$MUSTER_PREV_BIN" ] && PREV=muster-prev
+ALL_TOOLS="muster $PREV pdsh pdsh-fN pssh clush ansible-raw ansible-command ssh-loop ssh-mux-loop ssh-mux-xargs floor"
 TOOLS=${TOOLS:-$ALL_TOOLS}
 CMDS=${CMDS:-true uname}
 SAMPLE_TIMEOUT=${SAMPLE_TIMEOUT:-300}
@@ -82,9 +93,9 @@ PUSH_NS=${PUSH_NS:-1 10}
 PUSH_SIZES=${PUSH_SIZES:-100 1024}
 R_BIG=${R_BIG:-3}
 BIG_MIB=${BIG_MIB:-1024}
-ALL_PUSH_TOOLS="muster pdcp pscp clush scp-loop scp-xargs ansible-copy tcp ssh-stream-gcm ssh-stream cp-sync sha256sum openssl-sha256"
+ALL_PUSH_TOOLS="muster $PREV pdcp pscp clush scp-loop scp-xargs ansible-copy tcp ssh-stream-gcm ssh-stream cp-sync sha256sum openssl-sha256"
 PUSH_TOOLS=${PUSH_TOOLS:-$ALL_PUSH_TOOLS}
-ALL_PULL_TOOLS="muster rpdcp pslurp clush scp-loop scp-xargs"
+ALL_PULL_TOOLS="muster $PREV rpdcp pslurp clush scp-loop scp-xargs"
 PULL_TOOLS=${PULL_TOOLS:-$ALL_PULL_TOOLS}
 ANSIBLE_COPY_MAX_MIB=${ANSIBLE_COPY_MAX_MIB:-100}
 SCP_LOOP_MAX_BYTES=${SCP_LOOP_MAX_BYTES:-1100}   # MiB x hosts: the sequential scp loop only up to this
@@ -94,6 +105,8 @@ PY=/usr/bin/python3                               # not the pyenv shim (its star
 
 CTL=$CARGO_TARGET_DIR/release/ctl
 AGENT=$CARGO_TARGET_DIR/release/agent
+CTL_PREV=$MUSTER_PREV_BIN/ctl                     # only used when MUSTER_PREV_BIN is given
+AGENT_PREV=$MUSTER_PREV_BIN/agent
 ANSIBLE=$BENCH_DIR/venv/bin/ansible
 SSHCFG=$BENCH_DIR/ssh/config
 KEY=$BENCH_DIR/fleet.key
@@ -106,10 +119,16 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 for f in "$CTL" "$AGENT" "$SSHCFG" "$KEY" /usr/bin/time; do
   [ -e "$f" ] || die "$f is missing: run bench/setup.sh first"
 done
+if [ -n "$MUSTER_PREV_BIN" ]; then
+  for f in "$CTL_PREV" "$AGENT_PREV"; do [ -x "$f" ] || die "MUSTER_PREV_BIN: $f is missing"; done
+else
+  case " $TOOLS $PUSH_TOOLS $PULL_TOOLS " in *" muster-prev "*) die "muster-prev needs MUSTER_PREV_BIN" ;; esac
+fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 RUN=$BENCH_DIR/runs/$stamp
 mkdir -p "$RUN"/{out,hosts,sshd,cp,logs,fs}
+[ -n "$PREV" ] && mkdir -p "$RUN/logs-prev"   # muster-prev's --log-dir
 RESULTS=$RUN/results.tsv
 NOTES=$RUN/notes.txt
 : >"$NOTES"
@@ -217,34 +236,39 @@ EOF
 
 n_agents=0
 agent_pids=()
-start_agents() {  # start agents for hosts n_agents+1..$1
+n_prev_agents=0
+prev_agent_pids=()   # the previous build's agents (MUSTER_PREV_BIN), on PREV_PORT
+start_agents() {  # [prev] n: start agents for hosts n_agents+1..n (prev: the previous build's)
+  local bin=$AGENT port=7070 o=agents have=$n_agents
+  if [ "$1" = prev ]; then bin=$AGENT_PREV port=$PREV_PORT o=agents-prev have=$n_prev_agents; shift; fi
   local want=$1 i
-  for ((i = n_agents + 1; i <= want; i++)); do
+  for ((i = have + 1; i <= want; i++)); do
     host_dir "$i"
-    ( cg_join hosts; exec "$AGENT" --listen "$(addr "$i"):7070" --key-file "$KEY" -q \
+    ( cg_join hosts; exec "$bin" --listen "$(addr "$i"):$port" --key-file "$KEY" -q \
         --files-dir "$RUN/fs/$i" ) \
-      >>"$RUN/agents.out" 2>>"$RUN/agents.err" &
+      >>"$RUN/$o.out" 2>>"$RUN/$o.err" &
     pids+=("$!")
-    agent_pids+=("$!")
+    if [ "$o" = agents ]; then agent_pids+=("$!"); else prev_agent_pids+=("$!"); fi
   done
   for i in $(seq 600); do                         # 60 s at most
     local up
-    up=$(grep -c '^listening on' "$RUN/agents.out" || true)
+    up=$(grep -c '^listening on' "$RUN/$o.out" || true)
     [ "$up" -ge "$want" ] && break
-    if [ -s "$RUN/agents.err" ]; then cat "$RUN/agents.err" >&2; die "an agent failed to start"; fi
-    [ "$i" = 600 ] && die "only $up of $want agents listening after 60 s"
+    if [ -s "$RUN/$o.err" ]; then cat "$RUN/$o.err" >&2; die "an agent ($o) failed to start"; fi
+    [ "$i" = 600 ] && die "only $up of $want agents ($o) listening after 60 s"
     sleep 0.1
   done
-  n_agents=$want
-  log "$want agents up"
+  if [ "$o" = agents ]; then n_agents=$want; else n_prev_agents=$want; fi
+  log "$want $o up"
 }
 
 agent_mem_kb() {  # mean VmRSS or Pss (field $1) of up to 50 idle agents, the newest
   # ones: the first ten have served the transfers, and an estimate for agents still to be
   # started should come from agents that, like them, have done little.
+  # Only the build under test's agents (agent_pids), not muster-prev's.
   local field=$1 total=0 p c=0 i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    p=${pids[$i]}
+  for ((i = ${#agent_pids[@]} - 1; i >= 0; i--)); do
+    p=${agent_pids[$i]}
     if [ -r "/proc/$p/status" ] && grep -q '^Name:.*agent' "/proc/$p/status"; then
       total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/smaps_rollup")))
       c=$((c + 1))
@@ -277,6 +301,9 @@ write_hosts() {   # inventories and host files for N hosts
     printf '  h%05d: %s\n' "$i" "$a" >>"$d/inventory.yaml"
     echo "$a" >>"$d/ansible.ini"
   done
+  # The previous build's inventory: the same hosts, at its agents' port.
+  [ -n "$PREV" ] && sed "s/^  port: 7070\$/  port: $PREV_PORT/" "$d/inventory.yaml" >"$d/inventory-prev.yaml"
+  return 0
 }
 
 # --- ssh ControlPersist masters for the warm-mux rows ---------------------------------------
@@ -318,6 +345,7 @@ tool_cmdline() {  # tool cmd n -> the shell command line the sample runs
   c=$(remote_cmd "$2")
   case $tool in
     muster) echo "$CTL run -i $d/inventory.yaml -g all --log-dir $RUN/logs '$c'" ;;
+    muster-prev) echo "$CTL_PREV run -i $d/inventory-prev.yaml -g all --log-dir $RUN/logs-prev '$c'" ;;
     pdsh) echo "pdsh -R ssh -l $BENCH_USER -w ^$d/hosts '$c'" ;;
     pdsh-fN) echo "pdsh -R ssh -l $BENCH_USER -f $n -w ^$d/hosts '$c'" ;;
     pssh) echo "parallel-ssh -h $d/hosts -l $BENCH_USER -x '-F $SSHCFG' -p $n -i '$c'" ;;
@@ -340,7 +368,7 @@ validate() {
   local tool=$1 cmd=$2 n=$3 rc=$4 out=$5 err=$6 got
   [ "$rc" = 0 ] || { echo "exit $rc"; return; }
   case $tool in
-    muster)
+    muster | muster-prev)
       grep -q "^ctl: $n hosts in .*: $n ok\$" "$err" || { echo "summary is not '$n ok'"; return; }
       if [ "$cmd" = uname ]; then
         got=$(grep -c '^h[0-9]*: ' "$out" || true)
@@ -420,6 +448,7 @@ xfer_cmdline() {  # tool cmd n
       local dst=$HOME_R/dst.bin
       case $tool in
         muster) echo "$CTL push -i $d/inventory.yaml -g all --log-dir $RUN/logs $src --dest dst.bin" ;;
+        muster-prev) echo "$CTL_PREV push -i $d/inventory-prev.yaml -g all --log-dir $RUN/logs-prev $src --dest dst.bin" ;;
         pdcp) echo "pdcp -R ssh -l $BENCH_USER -w ^$d/hosts $src $dst" ;;
         pscp) echo "parallel-scp -h $d/hosts -l $BENCH_USER -x '$cfg' -p $n $src $dst" ;;
         clush) echo "clush --hostfile $d/hosts -l $BENCH_USER -o '$cfg' -f $n --copy $src --dest $dst" ;;
@@ -437,6 +466,7 @@ xfer_cmdline() {  # tool cmd n
       local rsrc=$HOME_R/src$mib.bin pd=$RUN/pulled
       case $tool in
         muster) echo "$CTL pull -i $d/inventory.yaml -g all --log-dir $RUN/logs src$mib.bin --dest $pd" ;;
+        muster-prev) echo "$CTL_PREV pull -i $d/inventory-prev.yaml -g all --log-dir $RUN/logs-prev src$mib.bin --dest $pd" ;;
         rpdcp) echo "rpdcp -R ssh -l $BENCH_USER -w ^$d/hosts $rsrc $pd" ;;
         pslurp) echo "parallel-slurp -h $d/hosts -l $BENCH_USER -x '$cfg' -p $n -L $pd $rsrc src$mib.bin" ;;
         clush) echo "clush --hostfile $d/hosts -l $BENCH_USER -o '$cfg' -f $n --rcopy $rsrc --dest $pd" ;;
@@ -452,14 +482,16 @@ xfer_prepare() {  # before a sample (untimed): no destination left, nothing dirt
   rm -rf "$RUN/pulled"
   mkdir -p "$RUN/pulled"
   sync
-  for ((i = 1; i <= n && i <= ${#agent_pids[@]}; i++)); do
-    echo 5 >"/proc/${agent_pids[$((i - 1))]}/clear_refs" 2>/dev/null || true
+  local p
+  for p in "${agent_pids[@]:0:n}" "${prev_agent_pids[@]:0:n}"; do
+    echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true
   done
 }
-agents_hwm_kb() { # the largest VmHWM (peak RSS since xfer_prepare) of hosts 1..n's agents
-  local n=$1 i m=0 v
-  for ((i = 1; i <= n && i <= ${#agent_pids[@]}; i++)); do
-    v=$(awk '/^VmHWM:/ {print $2}' "/proc/${agent_pids[$((i - 1))]}/status" 2>/dev/null || echo 0)
+agents_hwm_kb() { # n tool: the largest VmHWM (peak RSS since xfer_prepare) of hosts 1..n's agents
+  local n=$1 m=0 v p ps=("${agent_pids[@]:0:n}")
+  [ "$2" = muster-prev ] && ps=("${prev_agent_pids[@]:0:n}")
+  for p in "${ps[@]}"; do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
     [ "${v:-0}" -gt "$m" ] && m=$v
   done
   echo "$m"
@@ -474,7 +506,7 @@ xfer_validate() {
   XFER_VERIFIED=0
   [ "$rc" = 0 ] || { echo "exit $rc: $(head -c 200 "$err")"; return; }
   case $tool in
-    muster)
+    muster | muster-prev)
       grep -qE "^ctl: $n hosts? in .*: $n ok\$" "$err" || { echo "summary is not '$n ok': $(tail -n 1 "$err")"; return; }
       got=$(grep -c ': ok ' "$out" || true)
       [ "$got" = "$n" ] || { echo "$got of $n hosts 'ok'"; return; }
@@ -618,7 +650,7 @@ run_sample() {    # n cmd tool round
   c1=$(cg_usage client); h1=$(cg_usage hosts); m1=$(cg_total)
   local hwm="" psync="" verified=""
   if is_xfer "$cmd"; then
-    hwm=$(agents_hwm_kb "$n")
+    hwm=$(agents_hwm_kb "$n" "$tool")
     local s0=$EPOCHREALTIME
     sync
     psync=$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.4f", b - a}')
@@ -724,6 +756,10 @@ phase_scale() {   # muster alone at large N
   echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "muster=$(cat "$BENCH_DIR/muster-build.txt" 2>/dev/null || echo unknown) ($($CTL --version))"
+  if [ -n "$PREV" ]; then
+    echo "muster_prev=${MUSTER_PREV_REV:-unknown (MUSTER_PREV_REV not given)} ($($CTL_PREV --version); $MUSTER_PREV_BIN)"
+    echo "PREV_PORT=$PREV_PORT"
+  fi
   echo "rustc=$(rustc --version)"
   echo "openssh=$(ssh -V 2>&1)"
   echo "pdsh=$(pdsh -V 2>&1 | head -1)"
@@ -750,9 +786,10 @@ for n in $NS; do [ "$n" -gt "$maxn" ] && maxn=$n; done
 t_start=$EPOCHREALTIME
 if [ "$maxn" -gt 0 ] && has_phase run; then
   need_sshd=0
-  for t in $TOOLS; do case $t in muster | floor) ;; *) need_sshd=1 ;; esac; done
+  for t in $TOOLS; do case $t in muster | muster-prev | floor) ;; *) need_sshd=1 ;; esac; done
   [ "$need_sshd" = 1 ] && start_sshds "$maxn"
   has_tool muster && start_agents "$maxn"
+  has_tool muster-prev && start_agents prev "$maxn"
   for n in $NS; do
     for t in $ALL_TOOLS; do has_tool "$t" && echo "N=$n $t: $(tool_cmdline "$t" true "$n")" >>"$RUN/cmdlines.txt"; done
     phase_run "$n"
@@ -764,6 +801,9 @@ if has_phase push || has_phase pull; then
   for n in $PUSH_NS; do [ "$n" -gt "$pmax" ] && pmax=$n; done
   [ "$pmax" -gt "$n_sshd" ] && start_sshds "$pmax"
   [ "$pmax" -gt "$n_agents" ] && start_agents "$pmax"
+  if [ -n "$PREV" ] && [ "$pmax" -gt "$n_prev_agents" ]; then
+    case " $PUSH_TOOLS $PULL_TOOLS " in *" muster-prev "*) start_agents prev "$pmax" ;; esac
+  fi
   echo "PHASES=$PHASES" >>"$RUN/meta.txt"
   echo "PUSH_NS=$PUSH_NS" >>"$RUN/meta.txt"
   echo "PUSH_SIZES=$PUSH_SIZES" >>"$RUN/meta.txt"
