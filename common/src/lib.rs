@@ -26,6 +26,7 @@ pub mod channel;
 pub mod chunk_reader;
 pub mod diagnostics_file;
 pub mod digest;
+pub mod folder;
 pub mod frame;
 pub mod hashing_writer;
 pub mod key;
