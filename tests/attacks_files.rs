@@ -271,3 +271,69 @@ fn stale_temporaries_are_told_by_their_lock_not_by_a_reused_pid() {
     assert!(live.exists(), "the locked temporary is live");
     drop(lock);
 }
+
+#[test]
+fn mkdir_does_not_create_folders_through_a_planted_link() {
+    // Tried: push with --mkdir to link/new/notes.txt, where link points to a private
+    // folder. The agent would have made new/ inside it; it refuses, naming the link.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = &hosts[0].files;
+    let private = fleet.path("private");
+    fs::create_dir(&private).unwrap();
+    set_mode(&private, 0o700);
+    symlink(&private, files.join("link")).unwrap();
+    let source = fleet.path("notes.txt");
+    fs::write(&source, "hello\n").unwrap();
+
+    let out = fleet
+        .ctl("push")
+        .args(&[
+            "-H",
+            "web1",
+            "--json",
+            "--mkdir",
+            "-d",
+            "link/new/notes.txt",
+        ])
+        .arg_path(&source)
+        .output();
+    out.assert_code(1);
+    let result = &json_sorted(&out)["web1"];
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("link is a symbolic link"), "{error:?}");
+    assert_eq!(fs::read_dir(&private).unwrap().count(), 0);
+}
+
+#[test]
+fn a_setuid_push_is_never_kept_and_the_log_says_it_asked_for_setuid() {
+    // Tried: the host holds a world-writable file with exactly the content pushed (so a
+    // local user could change it between the agent's hash and its chmod); push it with
+    // --mode 4755. The agent does not offer to keep it: the data is written afresh, as a
+    // new file only root could write, and the push's log records name the setuid file.
+    let (fleet, hosts) = fleet_of(&["web1"]);
+    let files = &hosts[0].files;
+    let dest = files.join("tool");
+    fs::write(&dest, "#!/bin/sh\n").unwrap();
+    set_mode(&dest, 0o666);
+    let source = fleet.path("tool");
+    fs::write(&source, "#!/bin/sh\n").unwrap();
+
+    let out = fleet
+        .ctl("push")
+        .args(&["-H", "web1", "--json", "-m", "4755"])
+        .arg_path(&source)
+        .output();
+    out.assert_code(0);
+    let result = &json_sorted(&out)["web1"];
+    assert_eq!(result["status"], "ok", "written, not kept: {result}");
+    assert_eq!(mode_of(&dest), 0o4755);
+    let records = fleet.audit_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!(
+            record["transfer"]["setid"],
+            serde_json::json!(["tool"]),
+            "{record}"
+        );
+    }
+}
