@@ -40,6 +40,11 @@ mod log;
 // start and end records in the operation log.
 mod transfer;
 
+// A local user on an agent host against the root agent's file requests: links planted at or
+// on the way to a push's or pull's path, temporary files and folders swapped mid-push,
+// stale temporary files under a reused pid. Each test repeats one attack on real agents.
+mod attacks_files;
+
 // ctl's memory while hosts print far more than it may hold: live lines, --json and
 // --gather stay under one bound whatever the volume.
 mod output_memory;

@@ -225,6 +225,37 @@ fn stalled_connections_do_not_block_a_normal_run() {
 /// A fake agent holding the fleet key: it serves one connection, answering the first `Get`
 /// with `replies`, whatever they say.
 fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr {
+    fake_agent_answering_get(fleet, async move |channel| {
+        for reply in &replies {
+            if channel.send(reply).await.is_err() {
+                return;
+            }
+        }
+        // Let ctl read everything before the connection closes.
+        let _ = channel.recv::<Request>().await;
+    })
+}
+
+/// A fake agent holding the fleet key that answers a pull with nothing but heartbeats, one
+/// every 200 ms, until ctl goes away (or a minute has passed).
+fn fake_agent_heartbeating(fleet: &Fleet) -> SocketAddr {
+    fake_agent_answering_get(fleet, async |channel| {
+        for _ in 0..300 {
+            let heartbeat = Packet::Control(Reply::Heartbeat);
+            if channel.send(&heartbeat).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// A fake agent holding the fleet key: it serves one connection and hands it to `answer`
+/// once the first `Get` has arrived.
+fn fake_agent_answering_get(
+    fleet: &Fleet,
+    answer: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) + Send + 'static,
+) -> SocketAddr {
     let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
     listener.set_nonblocking(true).expect("can make it async");
@@ -247,13 +278,7 @@ fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr
             else {
                 return;
             };
-            for reply in &replies {
-                if channel.send(reply).await.is_err() {
-                    return;
-                }
-            }
-            // Let ctl read everything before the connection closes.
-            let _ = channel.recv::<Request>().await;
+            answer(&mut channel).await;
         });
     });
     addr
@@ -531,4 +556,33 @@ fn a_file_closed_before_all_its_bytes_arrived_is_dropped_with_the_connection() {
         Duration::from_secs(10),
         || temps_in(&files).is_empty(),
     );
+}
+
+#[test]
+fn a_pull_that_gets_only_heartbeats_ends_as_error_after_the_silence_timeout() {
+    // Tried: a fake agent answers a pull with a heartbeat every 200 ms and nothing else,
+    // for a minute. Heartbeats keep the connection alive but are not progress: ctl with
+    // --silence-timeout 6 ends the host as error, saying so, before the fake stops.
+    let fleet = Fleet::new();
+    let busy = fake_agent_heartbeating(&fleet);
+    fleet.write_inventory(&[("busy", busy)], &[]);
+    let out = fleet
+        .ctl("pull")
+        .args(&[
+            "-H",
+            "busy",
+            "--json",
+            "--silence-timeout",
+            "6",
+            "-d",
+            "collected",
+            "x",
+        ])
+        .output();
+    out.assert_code(1);
+    let result = &json_sorted(&out)["busy"];
+    assert_eq!(result["status"], "error", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    // Not "closed the connection": the fake was still sending heartbeats.
+    assert!(error.contains("no progress"), "{error:?}");
 }

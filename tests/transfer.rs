@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::util::{
     agent_on, files_below, fleet_of, json_of, json_sorted, mode_of, peak_rss_kib, set_mode,
-    sha256_file, snapshot, temps_in, text, wait_until, Agent, Fleet, Node, RunningCtl,
+    sha256_file, snapshot, temps_in, text, wait_for_temp, wait_until, Agent, Fleet, Node,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -467,22 +467,6 @@ fn sparse_source(fleet: &Fleet) -> PathBuf {
     let file = fs::File::create(&source).unwrap();
     file.set_len(2048 * MIB).unwrap();
     source
-}
-
-/// Waits until the agent has started writing the temporary file of `dest_dir`.
-fn wait_for_temp(dest_dir: &Path, ctl: &mut RunningCtl) -> PathBuf {
-    let mut temps = Vec::new();
-    wait_until(
-        "the agent writes a temporary file",
-        Duration::from_secs(120),
-        || {
-            temps = temps_in(dest_dir);
-            !temps.is_empty() || !ctl.is_running()
-        },
-    );
-    assert!(ctl.is_running(), "ctl ended before any data was written");
-    assert_eq!(temps.len(), 1, "temps: {temps:?}");
-    temps.remove(0)
 }
 
 #[test]

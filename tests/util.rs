@@ -530,6 +530,22 @@ pub fn temps_in(folder: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Waits until the agent has started writing the temporary file of `dest_dir`.
+pub fn wait_for_temp(dest_dir: &Path, ctl: &mut RunningCtl) -> PathBuf {
+    let mut temps = Vec::new();
+    wait_until(
+        "the agent writes a temporary file",
+        Duration::from_secs(120),
+        || {
+            temps = temps_in(dest_dir);
+            !temps.is_empty() || !ctl.is_running()
+        },
+    );
+    assert!(ctl.is_running(), "ctl ended before any data was written");
+    assert_eq!(temps.len(), 1, "temps: {temps:?}");
+    temps.remove(0)
+}
+
 /// What a tree holds, by `/`-separated path below its root: enough to compare two trees.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Node {

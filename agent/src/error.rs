@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::atomic_file::ReceiveError;
 use common::channel::{ChannelError, SendError};
+use common::folder::OpenError;
 use tokio::task::JoinError;
 
 /// Why a connection must be dropped.
@@ -94,6 +95,32 @@ pub enum Refusal {
     /// A push's folder is missing and `mkdir` was not asked for.
     #[error("the folder {} does not exist (push with --mkdir to create it)", .0.display())]
     NoFolder(PathBuf),
+    /// A path from the wire leads through a link, or a folder on it cannot be opened.
+    #[error(transparent)]
+    Path(OpenError),
+    /// A path from the wire that names no entry (`/`, or one ending in `..`).
+    #[error("{} names no file or folder", .0.display())]
+    NoName(PathBuf),
+    /// The entry asked for is a link (and is not sent as one).
+    #[error(
+        "{} is a symbolic link (to {}); links are not followed: name the real path (or pull with -r to get the link itself)",
+        path.display(),
+        target.display()
+    )]
+    IsLink {
+        /// The link.
+        path: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+    },
+    /// An entry could not be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The entry.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// A folder could not be created, or given its mode.
     #[error("cannot create the folder {}: {source}", path.display())]
     CreateFolder {

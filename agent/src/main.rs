@@ -116,7 +116,9 @@ async fn run(args: Args) -> Result<()> {
     if !files_dir.is_dir() {
         anyhow::bail!("the files folder {} is not a folder", files_dir.display());
     }
-    for path in common::atomic_file::remove_stale_temps(&files_dir, scan_below) {
+    let files_folder = common::folder::Folder::open(&files_dir)
+        .with_context(|| format!("cannot use the files folder {}", files_dir.display()))?;
+    for path in common::atomic_file::remove_stale_temps(&files_folder, scan_below) {
         tracing::info!(path = %path.display(), "removed a temporary file of an interrupted push");
     }
 

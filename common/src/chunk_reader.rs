@@ -47,9 +47,26 @@ impl<O: Observer> ChunkReader<O> {
     /// grown, are not read); at most `read_ahead` chunks wait to be taken. Must be called
     /// inside a tokio runtime.
     pub fn start(path: PathBuf, size: u64, read_ahead: usize, observer: O) -> ChunkReader<O> {
+        let open = {
+            let path = path.clone();
+            move || File::open(path)
+        };
+        ChunkReader::start_with(path, open, size, read_ahead, observer)
+    }
+
+    /// As [`ChunkReader::start`], with the file opened by `open` on the reading thread
+    /// (the agent opens what it sends through a folder descriptor, without following
+    /// links); `path` names it in messages.
+    pub fn start_with(
+        path: PathBuf,
+        open: impl FnOnce() -> std::io::Result<File> + Send + 'static,
+        size: u64,
+        read_ahead: usize,
+        observer: O,
+    ) -> ChunkReader<O> {
         let (queue, chunks) = mpsc::channel(read_ahead);
         let thread =
-            tokio::task::spawn_blocking(move || read_chunks(&path, size, observer, &queue));
+            tokio::task::spawn_blocking(move || read_chunks(&path, open, size, observer, &queue));
         ChunkReader { chunks, thread }
     }
 
@@ -77,12 +94,13 @@ impl<O: Observer> ChunkReader<O> {
 /// they are read or the queue's receiver is gone.
 fn read_chunks<O: Observer>(
     path: &Path,
+    open: impl FnOnce() -> std::io::Result<File>,
     size: u64,
     mut observer: O,
     queue: &mpsc::Sender<Bytes>,
 ) -> Result<O, String> {
     let cannot_read = |err: std::io::Error| format!("cannot read {}: {err}", path.display());
-    let mut file = File::open(path).map_err(cannot_read)?;
+    let mut file = open().map_err(cannot_read)?;
     let mut offset = 0;
     while offset < size {
         let want = (size - offset).min(MAX_DATA_CHUNK as u64) as usize;

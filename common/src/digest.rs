@@ -18,11 +18,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// # Errors
 /// The file cannot be opened or read.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    sha256_read(std::fs::File::open(path)?)
+}
+
+/// SHA-256 of everything `reader` gives, lowercase hex, read in 1 MiB blocks.
+///
+/// # Errors
+/// Reading failed.
+pub fn sha256_read(mut reader: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             return Ok(hex::encode(hasher.finalize()));
         }

@@ -12,9 +12,10 @@
 //! - [`message`]: what travels inside a channel frame: JSON control messages, or raw bulk bytes.
 //!
 //! Beside the wire: [`key`] reads and writes the shared key file, [`digest`] is the SHA-256
-//! both sides write, [`atomic_file`] is how both sides write files that appear whole or not
-//! at all, [`chunk_reader`] how they read the file data they send, [`hashing_writer`] how
-//! they write the file data they receive, and [`diagnostics_file`] where they keep their
+//! both sides write, [`folder`] how they open folders by path without following links,
+//! [`atomic_file`] how they write files that appear whole or not at all, [`chunk_reader`]
+//! how they read the file data they send, [`hashing_writer`] how they write the file data
+//! they receive, and [`diagnostics_file`] where they keep their
 //! diagnostics. What only one side needs lives in that side's crate (the inventory, for
 //! one, is `ctl`'s). `docs/PROTOCOL.md` describes the same protocol for people writing
 //! another peer; keep the two in step.
@@ -26,6 +27,7 @@ pub mod channel;
 pub mod chunk_reader;
 pub mod diagnostics_file;
 pub mod digest;
+pub mod folder;
 pub mod frame;
 pub mod hashing_writer;
 pub mod key;

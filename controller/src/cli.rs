@@ -108,7 +108,8 @@ pub struct ConnectArgs {
     pub connect_timeout: f64,
 
     /// Take a host for lost when its agent sends nothing, not even its heartbeat (every
-    /// 5 s), for SECS while a command runs; the host is `error`.
+    /// 5 s), for SECS while a command runs; the host is `error`. A pull must also make
+    /// progress (an entry or file data) within SECS: heartbeats alone do not count.
     #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = parse_silence)]
     pub silence_timeout: f64,
 }

@@ -65,6 +65,19 @@ impl LocalTree {
         self.entries.iter().map(|entry| entry.size).sum()
     }
 
+    /// The files whose mode has setuid or setgid bits, by their path relative to the root
+    /// (the root itself by its name), for the operation log.
+    pub fn setid_files(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::File && entry.mode & 0o6000 != 0)
+            .map(|entry| match entry.rel.is_empty() {
+                true => self.name.clone(),
+                false => entry.rel.clone(),
+            })
+            .collect()
+    }
+
     /// The root's SHA-256 when the root is a single file and its hash is known (every byte
     /// of it has been read by some host's sender).
     pub fn single_file_sha256(&self) -> Option<String> {

@@ -1,17 +1,27 @@
 //! `get`: sending back one file, or with `recursive` a directory tree, for `ctl pull`.
 //! Writing what arrives is the controller's business; this module lists, reads and sends.
 //!
-//! Entry paths start with the requested item's own name and use `/` between names; the
-//! tree is walked without following links (a link is sent as a link). Each file's data is
+//! Entry paths start with the requested item's own name and use `/` between names. No link
+//! is followed, on the way to the item or below it: the item's folder is opened without
+//! following links (a link on the way is refused, naming it), the tree is walked on folder
+//! descriptors, a link inside a tree is sent as a link, and each file is opened with
+//! `O_NOFOLLOW` below the descriptors when its data is sent. An item that is itself a link
+//! is sent as a link with `recursive`, and refused without it, naming the link and its
+//! target: a pull of one file never reads through a link. Each file's data is
 //! hashed while it is read and the hash follows the data, so the controller can check what
 //! it received against what was read here.
 
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::channel::Channel;
 use common::chunk_reader::ChunkReader;
+use common::folder::{Child, Folder, OpenError};
 use common::message::{EntryKind, Packet, Reply};
+use rustix::fs::{AtFlags, FileType, OFlags};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
@@ -47,13 +57,14 @@ impl Get {
     ) -> Result<Reply, RequestError> {
         let root = resolve(&config.files_dir, &self.path);
         // A large tree takes a while to list: heartbeats tell the controller we are at it.
-        let items = {
+        let Listing { parent, items } = {
             let (root, recursive) = (root.clone(), self.recursive);
             let task = tokio::task::spawn_blocking(move || list(&root, recursive));
             with_heartbeats(channel, task, config.idle_timeout)
                 .await?
                 .map_err(ConnectionError::ListingTask)??
         };
+        let parent = Arc::new(parent);
         let (mut entries, mut bytes) = (0u64, 0u64);
         for item in &items {
             let entry = Reply::Entry {
@@ -66,7 +77,7 @@ impl Get {
             send(channel, entry, config).await?;
             entries += 1;
             if item.kind == EntryKind::File {
-                let sha256 = send_data(channel, item, config).await?;
+                let sha256 = send_data(channel, &parent, item, config).await?;
                 send(channel, Reply::EntryEnd { sha256 }, config).await?;
                 bytes += item.size;
             }
@@ -76,10 +87,19 @@ impl Get {
     }
 }
 
+/// What [`list`] found: the folder the requested item is in, and everything to send.
+struct Listing {
+    parent: Folder,
+    items: Vec<Item>,
+}
+
 /// One item to send, found by [`walk`].
 struct Item {
     /// Path relative to the requested item's parent, `/`-separated.
     rel: String,
+    /// The same path as names below the parent folder, for opening it again.
+    names: Vec<OsString>,
+    /// For messages only.
     path: PathBuf,
     kind: EntryKind,
     mode: u32,
@@ -88,76 +108,96 @@ struct Item {
 }
 
 /// Everything to send for `root`, parents before children, in name order.
-fn list(root: &Path, recursive: bool) -> Result<Vec<Item>, Refusal> {
-    let meta = std::fs::symlink_metadata(root).map_err(|source| Refusal::Unreadable {
-        path: root.to_owned(),
-        source,
+fn list(root: &Path, recursive: bool) -> Result<Listing, Refusal> {
+    let Some(name) = root.file_name() else {
+        return Err(Refusal::NoName(root.to_owned()));
+    };
+    let parent_path = root.parent().unwrap_or(Path::new("/"));
+    let parent = Folder::open(parent_path).map_err(|err| match err {
+        OpenError::Missing(_) | OpenError::NotAFolder(_) => {
+            unreadable(root, rustix::io::Errno::NOENT.into())
+        }
+        other => Refusal::Path(other),
     })?;
-    if meta.is_dir() && !recursive {
-        return Err(Refusal::IsDirectory(root.to_owned()));
+    let stat = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|errno| unreadable(root, errno.into()))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory if !recursive => return Err(Refusal::IsDirectory(root.to_owned())),
+        FileType::Symlink if !recursive => {
+            return Err(Refusal::IsLink {
+                path: root.to_owned(),
+                target: parent.link_target(name).unwrap_or_default(),
+            })
+        }
+        _ => {}
     }
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".to_owned());
     let mut items = Vec::new();
-    walk(root, name, &meta, &mut items)?;
-    Ok(items)
+    let rel = name.to_string_lossy().into_owned();
+    walk(&parent, name, rel, Vec::new(), &mut items)?;
+    Ok(Listing { parent, items })
 }
 
+/// Adds `name` in `folder` (and with a folder, everything below it) to `items`. `names`
+/// leads from the requested item's parent to `folder`.
 fn walk(
-    path: &Path,
+    folder: &Folder,
+    name: &OsStr,
     rel: String,
-    meta: &std::fs::Metadata,
+    mut names: Vec<OsString>,
     items: &mut Vec<Item>,
 ) -> Result<(), Refusal> {
-    let kind = if meta.is_dir() {
-        EntryKind::Dir
-    } else if meta.file_type().is_symlink() {
-        EntryKind::Symlink
-    } else if meta.is_file() {
-        EntryKind::File
-    } else if rel.contains('/') {
-        // Sockets, fifos and devices inside a tree have no content to copy.
-        tracing::debug!(path = %path.display(), "skipping a special file");
+    let path = folder.path().join(name);
+    names.push(name.to_owned());
+    let Ok(stat) = rustix::fs::statat(folder, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        // Gone since the folder was read (a rotated log, say): as if it never was.
         return Ok(());
-    } else {
-        return Err(Refusal::NotAFile(path.to_owned()));
+    };
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        FileType::RegularFile => EntryKind::File,
+        // Sockets, fifos and devices inside a tree have no content to copy.
+        _ if rel.contains('/') => {
+            tracing::debug!(path = %path.display(), "skipping a special file");
+            return Ok(());
+        }
+        _ => return Err(Refusal::NotAFile(path)),
     };
     let target = match kind {
         EntryKind::Symlink => Some(
-            std::fs::read_link(path)
-                .map_err(|source| unreadable(path, source))?
+            folder
+                .link_target(name)
+                .ok_or_else(|| unreadable(&path, std::io::Error::other("not a link any more")))?
                 .to_string_lossy()
                 .into_owned(),
         ),
         _ => None,
     };
+    let is_dir = kind == EntryKind::Dir;
     items.push(Item {
         rel: rel.clone(),
-        path: path.to_owned(),
+        names: names.clone(),
+        path: path.clone(),
         kind,
-        mode: mode_of(meta),
-        size: if kind == EntryKind::File {
-            meta.size()
-        } else {
-            0
+        mode: stat.st_mode & 0o7777,
+        size: match kind {
+            EntryKind::File => stat.st_size.max(0) as u64,
+            _ => 0,
         },
         target,
     });
-    if kind == EntryKind::Dir {
-        let mut children: Vec<_> = std::fs::read_dir(path)
-            .map_err(|source| unreadable(path, source))?
+    if is_dir {
+        let child = folder.child_folder(name).map_err(Refusal::Path)?;
+        let mut children: Vec<OsString> = rustix::fs::Dir::read_from(&child)
+            .map_err(|errno| unreadable(&path, errno.into()))?
             .filter_map(Result::ok)
+            .map(|entry| OsStr::from_bytes(entry.file_name().to_bytes()).to_owned())
+            .filter(|name| name != "." && name != "..")
             .collect();
-        children.sort_by_key(|entry| entry.file_name());
-        for child in children {
-            // Gone since the folder was read (a rotated log, say): as if it never was.
-            let Ok(child_meta) = child.metadata() else {
-                continue;
-            };
-            let child_rel = format!("{rel}/{}", child.file_name().to_string_lossy());
-            walk(&child.path(), child_rel, &child_meta, items)?;
+        children.sort();
+        for child_name in children {
+            let child_rel = format!("{rel}/{}", child_name.to_string_lossy());
+            walk(&child, &child_name, child_rel, names.clone(), items)?;
         }
     }
     Ok(())
@@ -170,10 +210,34 @@ fn unreadable(path: &Path, source: std::io::Error) -> Refusal {
     }
 }
 
-/// Permission bits as the wire carries them.
-fn mode_of(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o7777
+/// Opens the file `names` leads to below `parent`, following no link on the way or at it.
+fn open_item(parent: &Folder, names: &[OsString]) -> std::io::Result<File> {
+    let Some((last, folders)) = names.split_last() else {
+        return Err(std::io::Error::other("empty entry path"));
+    };
+    let mut held: Option<Folder> = None;
+    for name in folders {
+        let next = held
+            .as_ref()
+            .unwrap_or(parent)
+            .child_folder(name)
+            .map_err(|err| std::io::Error::other(err.to_string()))?;
+        held = Some(next);
+    }
+    let folder = held.as_ref().unwrap_or(parent);
+    match folder.open_child(last, OFlags::RDONLY | OFlags::NONBLOCK)? {
+        Child::Open(fd) => {
+            let file = File::from(fd);
+            match file.metadata()?.is_file() {
+                true => Ok(file),
+                false => Err(std::io::Error::other("not a regular file any more")),
+            }
+        }
+        Child::Link(target) => Err(std::io::Error::other(format!(
+            "now a symbolic link (to {}); not followed",
+            target.display()
+        ))),
+    }
 }
 
 /// Streams one file's `size` bytes and returns their SHA-256.
@@ -183,11 +247,17 @@ fn mode_of(meta: &std::fs::Metadata) -> u32 {
 /// is unreadable); a [`ConnectionError`] when the controller took no data.
 async fn send_data(
     channel: &mut Channel<TcpStream>,
+    parent: &Arc<Folder>,
     item: &Item,
     config: &Config,
 ) -> Result<String, RequestError> {
-    let mut reader = ChunkReader::start(
+    let open = {
+        let (parent, names) = (Arc::clone(parent), item.names.clone());
+        move || open_item(&parent, &names)
+    };
+    let mut reader = ChunkReader::start_with(
         item.path.clone(),
+        open,
         item.size,
         READ_AHEAD_CHUNKS,
         Sha256::new(),

@@ -1,13 +1,14 @@
 //! `make_symlink`: a link of a tree push. A new link is made beside the old path and
 //! renamed over it (`common::atomic_file::place_symlink`), unless the same link is there
-//! already. What the link points to is neither checked nor followed.
+//! already. What the link points to is neither checked nor followed, and neither is any
+//! link on the way to it: its folder is opened once, without following links.
 
 use std::path::Path;
 
 use common::atomic_file::place_symlink;
 use common::message::Reply;
 
-use super::paths::{display, prepare_folder, resolve};
+use super::paths::{display, entry, resolve};
 use crate::config::Config;
 use crate::error::{Refusal, RequestError};
 
@@ -26,15 +27,14 @@ impl MakeSymlink {
     /// # Errors
     /// A refusal when the link cannot be made.
     pub fn apply(self, config: &Config) -> Result<Reply, RequestError> {
-        let link = resolve(&config.files_dir, &self.path);
-        let created =
-            !std::fs::read_link(&link).is_ok_and(|existing| existing == Path::new(&self.target));
+        let link = entry(&resolve(&config.files_dir, &self.path), false)?;
+        let same = link.folder.link_target(&link.name).as_deref() == Some(Path::new(&self.target));
+        let created = !same;
         if created {
-            prepare_folder(&link, false)?;
-            place_symlink(&link, &self.target).map_err(Refusal::from)?;
+            place_symlink(&link.folder, &link.name, &self.target).map_err(Refusal::from)?;
         }
         Ok(Reply::Made {
-            path: display(&link),
+            path: display(&link.path()),
             created,
         })
     }

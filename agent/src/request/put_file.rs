@@ -11,17 +11,28 @@
 //! file before the first byte goes out). Only when all of it has arrived, matched that
 //! SHA-256 and been synced is the temporary file renamed over the destination. Any failure
 //! before that leaves the old destination as it was and removes the temporary file.
+//!
+//! The destination's folder is opened once (`paths::destination`, no link followed) and
+//! everything happens on descriptors: the file held there is opened with `O_NOFOLLOW`,
+//! hashed through that descriptor, and on a `PutKeep` given its mode with `fchmod` on that
+//! same descriptor, so a link planted at the destination is never hashed, chmodded or
+//! written through (it is replaced like any other entry). A push whose mode has setuid or
+//! setgid bits never keeps what the host holds: such a file is always written afresh into
+//! a temporary file only the agent can write, so the bits cannot land on content someone
+//! changed after it was hashed.
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::Path;
 
 use bytes::Bytes;
-use common::atomic_file::{set_file_mode, ReceivedFile, Receiving};
+use common::atomic_file::{ReceivedFile, Receiving};
 use common::channel::{Channel, RecvError};
+use common::folder::{Child, Folder};
 use common::hashing_writer::DiskPath;
 use common::message::{self, Packet, Reply, Request};
 use tokio::net::TcpStream;
 
-use super::paths::{destination, display, prepare_folder};
+use super::paths::{destination, display, remove_stale, Target};
 use super::with_heartbeats;
 use crate::config::Config;
 use crate::error::{ConnectionError, Refusal, RequestError};
@@ -34,6 +45,15 @@ const WRITE_QUEUE_CHUNKS: usize = 8;
 /// A `put_file` request.
 #[derive(Debug)]
 pub struct PutFile(pub message::PutFile);
+
+/// Mode bits that make a program run as its owner or group.
+pub const SET_ID_BITS: u32 = 0o6000;
+
+/// The regular file at the destination, open, and its SHA-256.
+struct Held {
+    file: File,
+    sha256: String,
+}
 
 /// What the controller may send after `PutReady`.
 enum PutPacket {
@@ -55,30 +75,37 @@ impl PutFile {
         config: &Config,
     ) -> Result<Reply, RequestError> {
         let req = self.0;
-        let dest = destination(&config.files_dir, &req.path, &req.name);
-        prepare_folder(&dest, req.mkdir)?;
-        let held_sha256 =
-            with_heartbeats(channel, held_hash(&dest, req.size), config.idle_timeout).await?;
+        let target = destination(&config.files_dir, &req.path, &req.name, req.mkdir)?;
+        remove_stale(&target);
+        let dest = target.path();
+        let held = match req.mode & SET_ID_BITS {
+            0 => {
+                let hashing = held_file(&target.folder, &target.name, req.size);
+                with_heartbeats(channel, hashing, config.idle_timeout).await?
+            }
+            _ => None,
+        };
+        let held_sha256 = held.as_ref().map(|held| held.sha256.clone());
         // Unless the controller may ask us to keep what we hold, reserve the file's space now:
         // a full disk is then refused before any data is sent.
-        let reserved = match held_sha256 {
+        let reserved = match held {
             Some(_) => None,
-            None => Some(reserve(&dest, req.size).await?),
+            None => Some(reserve(&target, req.size).await?),
         };
         let ready = Reply::PutReady {
             path: display(&dest),
-            held_sha256: held_sha256.clone(),
+            held_sha256,
         };
         channel
             .send_within(&Packet::Control(ready), config.idle_timeout)
             .await?;
 
         match recv_put_packet(channel, config).await? {
-            PutPacket::Keep { sha256 } => Ok(keep(&dest, held_sha256, &sha256, req.mode)?),
+            PutPacket::Keep { sha256 } => Ok(keep(&dest, held, &sha256, req.mode)?),
             first => {
                 let file = match reserved {
                     Some(file) => Ok(file),
-                    None => reserve(&dest, req.size).await,
+                    None => reserve(&target, req.size).await,
                 };
                 receive_and_place(channel, file, &dest, &req, first, config).await
             }
@@ -88,10 +115,14 @@ impl PutFile {
 
 /// Creates the temporary file with room for `size` bytes already allocated, on a blocking
 /// thread (allocating a large file takes a while on some file systems).
-async fn reserve(dest: &Path, size: u64) -> Result<ReceivedFile, Refusal> {
-    let dest = dest.to_owned();
+async fn reserve(target: &Target, size: u64) -> Result<ReceivedFile, Refusal> {
+    let folder = target.folder.try_clone().map_err(|source| Refusal::Open {
+        path: target.path(),
+        source,
+    })?;
+    let name = target.name.clone();
     let reserved = tokio::task::spawn_blocking(move || {
-        let file = ReceivedFile::create(&dest)?;
+        let file = ReceivedFile::create(&folder, &name)?;
         file.reserve(size)?;
         Ok(file)
     });
@@ -102,21 +133,17 @@ async fn reserve(dest: &Path, size: u64) -> Result<ReceivedFile, Refusal> {
 
 /// Answers a `PutKeep`: the destination stays, with the pushed mode, if it is what the
 /// controller thinks it is.
-fn keep(
-    dest: &Path,
-    held_sha256: Option<String>,
-    asked: &str,
-    mode: u32,
-) -> Result<Reply, Refusal> {
+fn keep(dest: &Path, held: Option<Held>, asked: &str, mode: u32) -> Result<Reply, Refusal> {
     // Hex is hex: another peer may send upper case.
     let asked = asked.to_ascii_lowercase();
-    let Some(held) = held_sha256.filter(|held| *held == asked) else {
+    let Some(Held { file, sha256: held }) = held.filter(|held| held.sha256 == asked) else {
         return Err(Refusal::CannotKeep {
             path: dest.to_owned(),
             asked,
         });
     };
-    if let Err(err) = set_file_mode(dest, mode) {
+    // The very file that was hashed, through its descriptor: never a path looked up again.
+    if let Err(err) = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode)) {
         tracing::warn!(path = %dest.display(), error = %err, "cannot set the mode of an unchanged file");
     }
     tracing::info!(path = %dest.display(), "unchanged");
@@ -173,19 +200,28 @@ async fn receive_and_place(
     })
 }
 
-/// The SHA-256 of `dest` when it is a regular file of `size` bytes: a candidate for
-/// keeping. Anything else (missing, another size, a link, unreadable) is `None`.
-async fn held_hash(dest: &Path, size: u64) -> Option<String> {
-    let is_candidate =
-        std::fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_file() && meta.len() == size);
+/// The file `name` in `folder`, open, with its SHA-256, when it is a regular file of `size`
+/// bytes: a candidate for keeping. Anything else (missing, another size, a link, unreadable)
+/// is `None`. Opened with `O_NOFOLLOW` and hashed through that descriptor.
+async fn held_file(folder: &Folder, name: &std::ffi::OsStr, size: u64) -> Option<Held> {
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+    let Ok(Child::Open(fd)) = folder.open_child(name, flags) else {
+        return None;
+    };
+    let file = File::from(fd);
+    let is_candidate = file
+        .metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.len() == size);
     if !is_candidate {
         return None;
     }
-    let dest: PathBuf = dest.to_owned();
-    match tokio::task::spawn_blocking(move || common::digest::sha256_file(&dest)).await {
-        Ok(Ok(held)) => Some(held),
-        _ => None,
-    }
+    tokio::task::spawn_blocking(move || {
+        let sha256 = common::digest::sha256_read(&file).ok()?;
+        Some(Held { file, sha256 })
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Receives `size` bytes of file data and queues them for the writer, then the `PutEnd`;

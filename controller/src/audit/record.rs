@@ -102,6 +102,10 @@ pub struct TransferRecord {
     /// start record cannot have it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Push: the files sent with setuid or setgid bits, relative to the pushed root (the
+    /// root itself by its name). The agent applies them as sent; the log says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setid: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,22 +2,33 @@
 //! own local folder, each file atomically and checked against the agent's SHA-256.
 //!
 //! Nothing from the wire is trusted to name a local path: every entry path must be plain
-//! names (no `..`, no root, no empty parts), and no folder on the way may be a link, so a
-//! hostile or broken agent cannot make us write outside `DEST/<host>/`.
+//! names (no `..`, no root, no empty parts), and everything below `DEST/<host>` is made and
+//! written on descriptors (`common::folder`): each folder on the way is opened with
+//! `O_NOFOLLOW|O_DIRECTORY` from the one above (made with `mkdirat` when missing), folders
+//! get their mode with `fchmod` on their own descriptor, files and links are created in
+//! their open folder. A link on the way, which an earlier entry of the same pull (or a
+//! local user) could have planted, is refused, so a hostile or broken agent cannot make us
+//! write outside `DEST/<host>/`. `DEST` itself is the operator's and may be reached
+//! through links.
+//!
+//! A pull ends the host as `error` when the agent makes no progress for `--silence-timeout`:
+//! progress is an entry, file data or a file's end; heartbeats (which the agent sends while
+//! it lists a tree) keep the connection but not the pull alive.
 
-use std::os::unix::fs::PermissionsExt;
+use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::atomic_file::{place_symlink, ReceiveError, ReceivedFile, Receiving};
-use common::channel::Channel;
+use common::channel::{Channel, RecvError};
+use common::folder::{Folder, OpenError};
 use common::hashing_writer::DiskPath;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::{lost, next_reply, Connector, Failure, Stop};
+use super::{lost, Connector, Failure, Stop};
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::transfer_progress::TransferProgress;
@@ -94,8 +105,10 @@ async fn receive_all(
         root: None,
     };
     let mut files = 0u64;
+    let mut host_folder: Option<Folder> = None;
+    let mut replies = Replies::new(silence);
     loop {
-        let (path, kind, mode, size, target) = match next_reply(channel, silence).await? {
+        let (path, kind, mode, size, target) = match replies.next(channel).await? {
             Reply::Entry {
                 path,
                 kind,
@@ -116,23 +129,31 @@ async fn receive_all(
                 )))
             }
         };
-        if received.root.is_none() {
-            // Made only once there is something to put in it: a host that fails leaves no
-            // empty folder behind.
-            std::fs::create_dir_all(local_base).map_err(|err| {
-                Failure::refused(format!("cannot create {}: {err}", local_base.display()))
-            })?;
-        }
-        let local = safe_local_path(local_base, &path).ok_or_else(|| {
+        // Made only once there is something to put in it: a host that fails leaves no
+        // empty folder behind.
+        let base = match &host_folder {
+            Some(base) => base,
+            None => host_folder.insert(open_host_folder(local_base)?),
+        };
+        let parts = plain_parts(&path).ok_or_else(|| {
             Failure::broken(format!("the agent sent the unsafe path {path:?}; refused"))
         })?;
+        let (folder, name) = folder_of_entry(base, &parts, &path)?;
+        let local = folder.path().join(name);
         received.root.get_or_insert_with(|| local.clone());
         match kind {
-            EntryKind::Dir => make_dir(&local, mode)?,
-            EntryKind::Symlink => make_link(&local, target.as_deref().unwrap_or_default())?,
+            EntryKind::Dir => make_dir(&folder, name, &local, mode)?,
+            EntryKind::Symlink => make_link(&folder, name, target.as_deref().unwrap_or_default())?,
             EntryKind::File => {
                 progress.grow(size);
-                let sha256 = receive_file(channel, &local, mode, size, progress, silence).await?;
+                let file = EntryFile {
+                    folder: &folder,
+                    name,
+                    local: &local,
+                    mode,
+                    size,
+                };
+                let sha256 = receive_file(channel, &mut replies, file, progress).await?;
                 received.bytes += size;
                 received.sha256 = Some(sha256);
                 files += 1;
@@ -141,16 +162,139 @@ async fn receive_all(
     }
 }
 
+/// Control replies of a pull, with its progress rule: heartbeats are skipped but do not
+/// count as progress, so a pull that only gets heartbeats for `silence` is lost.
+struct Replies {
+    silence: Duration,
+    last_progress: Instant,
+    /// When anything (a heartbeat included) last arrived.
+    last_heard: Instant,
+}
+
+impl Replies {
+    fn new(silence: Duration) -> Replies {
+        Replies {
+            silence,
+            last_progress: Instant::now(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Notes progress that arrived another way (file data).
+    fn progressed(&mut self) {
+        self.last_progress = Instant::now();
+        self.last_heard = self.last_progress;
+    }
+
+    /// The failure once no progress came for `silence`: a silent agent is lost, a busy
+    /// one that only sends heartbeats is stuck.
+    fn no_progress(&self) -> Failure {
+        match self.last_heard.elapsed() < self.silence {
+            true => Failure::broken(format!(
+                "the agent made no progress for {}s (only heartbeats): host or path stuck",
+                self.silence.as_secs()
+            )),
+            false => lost(RecvError::Idle(self.silence), "mid-transfer"),
+        }
+    }
+
+    async fn next(&mut self, channel: &mut Channel<TcpStream>) -> Result<Reply, Failure> {
+        loop {
+            let left = self.silence.saturating_sub(self.last_progress.elapsed());
+            if left.is_zero() {
+                return Err(self.no_progress());
+            }
+            match channel.recv_within::<Reply>(left).await {
+                Ok(Packet::Control(Reply::Heartbeat)) => self.last_heard = Instant::now(),
+                Ok(Packet::Control(Reply::Error { message })) => {
+                    return Err(Failure::refused(message))
+                }
+                Ok(Packet::Control(reply)) => {
+                    self.progressed();
+                    return Ok(reply);
+                }
+                Ok(other) => {
+                    let why = format!("unexpected data from the agent: {}", other.summary());
+                    return Err(Failure::broken(why));
+                }
+                // Waited only for what was left of the silence.
+                Err(RecvError::Idle(_)) => return Err(self.no_progress()),
+                Err(err) => return Err(lost(err, "mid-transfer")),
+            }
+        }
+    }
+}
+
+/// Makes and opens `local_base` (`DEST/<host>`): `DEST` is the operator's and may be
+/// reached through links; the host's own folder is not followed if it is a link.
+fn open_host_folder(local_base: &Path) -> Result<Folder, Failure> {
+    let cannot = |err: &dyn std::fmt::Display| {
+        Failure::refused(format!("cannot create {}: {err}", local_base.display()))
+    };
+    let (Some(dest), Some(host)) = (local_base.parent(), local_base.file_name()) else {
+        return Err(cannot(&"not a folder path"));
+    };
+    let dest = match dest.as_os_str().is_empty() {
+        true => Path::new("."),
+        false => dest,
+    };
+    std::fs::create_dir_all(dest).map_err(|err| cannot(&err))?;
+    let dest = Folder::open_following_links(dest).map_err(|err| cannot(&err))?;
+    dest.child_folder_or_create(host)
+        .map_err(|err| cannot(&err))
+}
+
+/// Opens (making missing ones) the folders of an entry below the host's folder and returns
+/// the last one with the entry's name in it.
+fn folder_of_entry<'p>(
+    base: &Folder,
+    parts: &[&'p str],
+    wire_path: &str,
+) -> Result<(Folder, &'p OsStr), Failure> {
+    let Some((name, folders)) = parts.split_last() else {
+        return Err(Failure::broken("the agent sent an empty path; refused"));
+    };
+    let mut folder = base
+        .try_clone()
+        .map_err(|err| Failure::refused(format!("cannot open {}: {err}", base.path().display())))?;
+    for part in folders {
+        folder = folder
+            .child_folder_or_create(OsStr::new(part))
+            .map_err(|err| match err {
+                err @ (OpenError::Link { .. } | OpenError::NotAFolder(_)) => Failure::broken(
+                    format!("the agent sent the unsafe path {wire_path:?} ({err}); refused"),
+                ),
+                other => Failure::refused(other.to_string()),
+            })?;
+    }
+    let name: &'p str = name;
+    Ok((folder, OsStr::new(name)))
+}
+
+/// One file entry: where it goes and what the agent announced.
+struct EntryFile<'a> {
+    folder: &'a Folder,
+    name: &'a OsStr,
+    local: &'a Path,
+    mode: u32,
+    size: u64,
+}
+
 /// Receives one file's data into a temporary file, checks it against the agent's hash and
 /// puts it in place (`common::atomic_file`).
 async fn receive_file(
     channel: &mut Channel<TcpStream>,
-    local: &Path,
-    mode: u32,
-    size: u64,
+    replies: &mut Replies,
+    entry: EntryFile<'_>,
     progress: &TransferProgress,
-    silence: Duration,
 ) -> Result<String, Failure> {
+    let EntryFile {
+        folder,
+        name,
+        local,
+        mode,
+        size,
+    } = entry;
     let failed = |err: ReceiveError| {
         Failure::refused(format!(
             "cannot write {}: {}",
@@ -158,7 +302,7 @@ async fn receive_file(
             err.reason()
         ))
     };
-    let file = ReceivedFile::create(local).map_err(failed)?;
+    let file = ReceivedFile::create(folder, name).map_err(failed)?;
     // Held until the writer has finished.
     let direct_slot = (DiskPath::for_size(size) == DiskPath::Direct)
         .then(|| DIRECT_WRITE_SLOTS.try_acquire().ok())
@@ -171,13 +315,13 @@ async fn receive_file(
     let receiving = file.start_writing(WRITE_QUEUE_CHUNKS, disk);
     // The writer is finished even when the transfer broke off, so that nothing writes to
     // the temporary file once it is removed.
-    let received = receive_data(channel, &receiving, size, progress, silence).await;
+    let received = receive_data(channel, &receiving, size, progress, replies).await;
     let complete = receiving.finish().await.map_err(failed);
     drop(direct_slot);
     received?;
     let complete = complete?;
     let ours = complete.sha256().to_owned();
-    match next_reply(channel, silence).await? {
+    match replies.next(channel).await? {
         Reply::EntryEnd { sha256 } if sha256 == ours => {}
         Reply::EntryEnd { sha256 } => {
             return Err(Failure::broken(format!(
@@ -203,11 +347,11 @@ async fn receive_data(
     writer: &Receiving,
     size: u64,
     progress: &TransferProgress,
-    silence: Duration,
+    replies: &mut Replies,
 ) -> Result<(), Failure> {
     let mut left = size;
     while left > 0 {
-        let chunk = match channel.recv_within::<Reply>(silence).await {
+        let chunk = match channel.recv_within::<Reply>(replies.silence).await {
             Ok(Packet::FileData(chunk)) => chunk,
             Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
             Ok(other) => {
@@ -225,6 +369,7 @@ async fn receive_data(
             ));
         }
         left -= n;
+        replies.progressed();
         if !writer.write(chunk).await {
             // The writer failed; its error is the one to report.
             return Ok(());
@@ -234,31 +379,30 @@ async fn receive_data(
     Ok(())
 }
 
-fn make_dir(local: &Path, mode: u32) -> Result<(), Failure> {
-    // A link (or file) at this very path, planted by an earlier entry, must not be
-    // followed: creating or chmod-ing "through" it would touch something outside DEST.
-    match std::fs::symlink_metadata(local) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            let why = format!(
-                "the agent sent a folder where {} is a link or file; refused",
-                local.display()
-            );
-            return Err(Failure::broken(why));
-        }
-        Err(_) => std::fs::create_dir(local)
-            .map_err(|err| Failure::refused(format!("cannot create {}: {err}", local.display())))?,
+/// Makes the folder `name` in `folder` (or finds it there) and sets its mode on its own
+/// descriptor; a link or file at that name is refused, and not followed.
+fn make_dir(folder: &Folder, name: &OsStr, local: &Path, mode: u32) -> Result<(), Failure> {
+    let cannot = |what: &str, err: &dyn std::fmt::Display| {
+        Failure::refused(format!("cannot {what} {}: {err}", local.display()))
+    };
+    match rustix::fs::mkdirat(folder, name, rustix::fs::Mode::RWXU) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(errno) => return Err(cannot("create", &errno)),
     }
+    let dir = folder.child_folder(name).map_err(|err| match err {
+        OpenError::Link { .. } | OpenError::NotAFolder(_) => Failure::broken(format!(
+            "the agent sent a folder where {} is a link or file; refused",
+            local.display()
+        )),
+        other => cannot("open", &other),
+    })?;
     // Keep the owner's access so the entries below can be written.
-    std::fs::set_permissions(
-        local,
-        std::fs::Permissions::from_mode(local_mode(mode) | 0o700),
-    )
-    .map_err(|err| Failure::refused(format!("cannot set the mode of {}: {err}", local.display())))
+    let mode = rustix::fs::Mode::from_raw_mode(local_mode(mode) | 0o700);
+    rustix::fs::fchmod(&dir, mode).map_err(|errno| cannot("set the mode of", &errno))
 }
 
-fn make_link(local: &Path, target: &str) -> Result<(), Failure> {
-    place_symlink(local, target).map_err(Failure::refused)
+fn make_link(folder: &Folder, name: &OsStr, target: &str) -> Result<(), Failure> {
+    place_symlink(folder, name, target).map_err(Failure::refused)
 }
 
 /// The mode a pulled file or folder gets here: the agent's permission bits, without
@@ -268,40 +412,21 @@ fn local_mode(wire_mode: u32) -> u32 {
     wire_mode & 0o775
 }
 
-/// `base` joined with a `/`-separated path from the wire, or `None` when that path could
-/// leave `base`: an absolute path, `..`, `.`, an empty part, a NUL, or a folder on the way
-/// that is a link (which a previous entry of the same pull could have planted). The folders
-/// on the way are created.
-pub fn safe_local_path(base: &Path, wire_path: &str) -> Option<PathBuf> {
+/// The names of a `/`-separated path from the wire, or `None` when that path could leave
+/// the folder it is taken in: an absolute path, `..`, `.`, an empty part, a NUL.
+pub fn plain_parts(wire_path: &str) -> Option<Vec<&str>> {
     if wire_path.is_empty() || wire_path.contains('\0') {
         return None;
     }
-    let mut path = base.to_owned();
     let parts: Vec<&str> = wire_path.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let plain = matches!(
-            Path::new(part).components().collect::<Vec<_>>().as_slice(),
-            [Component::Normal(_)]
-        );
-        if !plain || part.is_empty() {
-            return None;
-        }
-        if i + 1 < parts.len() {
-            path.push(part);
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return None,
-                Err(_) => std::fs::create_dir_all(&path).ok()?,
-            }
-        } else {
-            path.push(part);
-        }
-    }
-    // The base itself must not be a link either, once it exists.
-    match std::fs::symlink_metadata(base) {
-        Ok(meta) if !meta.is_dir() => None,
-        _ => Some(path),
-    }
+    let all_plain = parts.iter().all(|part| {
+        !part.is_empty()
+            && matches!(
+                Path::new(part).components().collect::<Vec<_>>().as_slice(),
+                [Component::Normal(_)]
+            )
+    });
+    all_plain.then_some(parts)
 }
 
 #[cfg(test)]
@@ -309,16 +434,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_relative_paths_stay_below_the_base() {
-        let dir = tempfile::tempdir().unwrap();
-        let got = safe_local_path(dir.path(), "app/logs/x.log").unwrap();
-        assert_eq!(got, dir.path().join("app").join("logs").join("x.log"));
-        assert!(dir.path().join("app").join("logs").is_dir());
+    fn plain_relative_paths_are_split_into_names() {
+        assert_eq!(
+            plain_parts("app/logs/x.log"),
+            Some(vec!["app", "logs", "x.log"])
+        );
     }
 
     #[test]
     fn paths_that_could_escape_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
         for bad in [
             "",
             "/etc/passwd",
@@ -330,7 +454,7 @@ mod tests {
             "x\0y",
             "..",
         ] {
-            assert_eq!(safe_local_path(dir.path(), bad), None, "{bad:?}");
+            assert_eq!(plain_parts(bad), None, "{bad:?}");
         }
     }
 
@@ -338,6 +462,9 @@ mod tests {
     fn a_link_planted_on_the_way_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/tmp", dir.path().join("app")).unwrap();
-        assert_eq!(safe_local_path(dir.path(), "app/x"), None);
+        let base = Folder::open(dir.path()).unwrap();
+        let err = folder_of_entry(&base, &["app", "x"], "app/x").err();
+        let message = err.map(|err| err.error).unwrap_or_default();
+        assert!(message.contains("unsafe path"), "{message}");
     }
 }

@@ -39,6 +39,7 @@ pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
             bytes: Some(tree.total_bytes()),
             // Hashed while it is sent, so only the end record can have it.
             sha256: None,
+            setid: tree.setid_files(),
         },
         json: args.json,
         bytes_per_host: tree.total_bytes(),
@@ -70,6 +71,7 @@ pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
             recursive: args.recursive,
             bytes: None,
             sha256: None,
+            setid: Vec::new(),
         },
         json: args.json,
         bytes_per_host: 0,
