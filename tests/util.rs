@@ -286,6 +286,12 @@ impl Agent {
         kill(pid, Signal::SIGTERM).expect("can signal the agent");
     }
 
+    /// Sends SIGHUP, as a closed terminal or `systemctl reload`/`kill -HUP` would.
+    pub fn hang_up(&self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGHUP).expect("can signal the agent");
+    }
+
     /// Panics, with the agent's stderr, unless the agent is still running.
     pub fn assert_running(&mut self) {
         assert!(
