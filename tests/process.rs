@@ -3,9 +3,11 @@
 //! descriptors), the modes of the files and folders both write their logs to, and how ctl
 //! shows control characters that hosts print.
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::util::{wait_until, Fleet};
+use crate::util::{mode_of, text, wait_until, Agent, Fleet};
 
 #[test]
 fn sighup_is_logged_and_the_running_command_finishes() {
@@ -45,4 +47,83 @@ fn sighup_is_logged_and_the_running_command_finishes() {
         .output();
     again.assert_code(0);
     assert_eq!(again.stdout(), "web1: again\n");
+}
+
+/// The one file in `dir` whose name starts with `prefix`.
+fn file_starting_with(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(prefix))
+        })
+}
+
+#[test]
+fn logs_and_kept_output_are_readable_by_their_owner_only() {
+    // Tried: a `ctl run` into a log folder that does not exist yet, against an agent whose
+    // --log-dir does not exist yet either (two levels deep), under the test's usual umask;
+    // a SIGHUP makes the agent write a line to its file.
+    let fleet = Fleet::new();
+    let agent_logs = fleet.path("var/agent-logs");
+    let web1 = Agent::builder(&fleet.key())
+        .flags(&["--log-dir", text(&agent_logs)])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-H", "web1", "echo secret; echo secret >&2"])
+        .output();
+    out.assert_code(0);
+    web1.hang_up();
+    let mut agent_log = None;
+    wait_until(
+        "the agent writes its log file",
+        Duration::from_secs(20),
+        || {
+            agent_log = file_starting_with(&agent_logs, "agent.log.");
+            agent_log.is_some()
+        },
+    );
+
+    let logs = fleet.log_dir();
+    let op_id = fleet.audit_records()[0]["op_id"]
+        .as_str()
+        .expect("op_id is text")
+        .to_owned();
+    let op_output = logs.join("output").join(&op_id);
+    let ctl_log = file_starting_with(&logs, "ctl.log.").expect("ctl writes ctl.log.*");
+    let got: Vec<(String, String)> = [
+        logs.clone(),
+        logs.join("audit.jsonl"),
+        logs.join("audit.lock"),
+        ctl_log,
+        logs.join("output"),
+        op_output.clone(),
+        op_output.join("web1.stdout"),
+        op_output.join("web1.stderr"),
+        agent_logs.parent().expect("nested").to_owned(),
+        agent_logs.clone(),
+        agent_log.expect("found above"),
+    ]
+    .into_iter()
+    .map(|path| {
+        (
+            path.display().to_string(),
+            format!("{:04o}", mode_of(&path)),
+        )
+    })
+    .collect();
+    let want: Vec<(String, String)> = got
+        .iter()
+        .map(|(path, _)| {
+            let is_dir = Path::new(path).is_dir();
+            let mode = if is_dir { "0700" } else { "0600" };
+            (path.clone(), mode.to_owned())
+        })
+        .collect();
+    assert_eq!(got, want, "modes of the log files and folders");
 }

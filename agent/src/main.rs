@@ -81,6 +81,13 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.log_dir {
+        if let Err(err) = common::daily_file::create_private_dir(dir) {
+            let err = anyhow::Error::new(err)
+                .context(format!("cannot create the log folder {}", dir.display()));
+            return fail(&err);
+        }
+    }
     let _log_guard = init_logging(&args);
     log_panics();
     // Declared before the runtime, so dropped after it: by then no task can stop anything.
