@@ -3,6 +3,7 @@
 //! descriptors), the modes of the files and folders both write their logs to, and how ctl
 //! shows control characters that hosts print.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,4 +127,96 @@ fn logs_and_kept_output_are_readable_by_their_owner_only() {
         })
         .collect();
     assert_eq!(got, want, "modes of the log files and folders");
+}
+
+/// The `NAME=VALUE` lines `web1` printed, by name.
+fn env_of_web1(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("web1: "))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[test]
+fn commands_get_the_documented_environment_not_the_agents() {
+    // Tried: an agent whose own environment holds a secret and a PATH of its own, with one
+    // --command-env; its command prints its whole environment.
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .daemon_env("MUSTER_E2E_SECRET", "hunter2")
+        .daemon_env("PATH", "/nonexistent/bin:/usr/bin:/bin")
+        .env("MUSTER_E2E_ROLE", "web")
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet.ctl("run").args(&["-H", "web1", "env"]).output();
+
+    out.assert_code(0);
+    let env = env_of_web1(&out.stdout());
+    assert!(
+        !out.stdout().contains("hunter2"),
+        "the agent's environment reached the command:\n{}",
+        out.stdout()
+    );
+    let op_id = fleet.audit_records()[0]["op_id"].clone();
+    assert_eq!(env.get("MUSTER_OP_ID").map(String::as_str), op_id.as_str());
+    assert_eq!(
+        env["PATH"],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    assert_eq!(env["SHELL"], "/bin/sh");
+    assert_eq!(env["MUSTER_E2E_ROLE"], "web");
+    assert!(env.contains_key("HOME"), "{env:?}");
+    // PWD is the shell's own; LANG and LC_ALL pass on only when the test's environment
+    // (and so the agent's) has them.
+    let allowed = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LC_ALL",
+        "MUSTER_OP_ID",
+        "MUSTER_E2E_ROLE",
+        "PWD",
+    ];
+    let unexpected: Vec<&String> = env
+        .keys()
+        .filter(|name| !allowed.contains(&name.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected variables {unexpected:?} in {env:?}"
+    );
+}
+
+#[test]
+fn commands_get_no_descriptor_but_0_1_2() {
+    // Tried: an agent started by a shell that leaves descriptors 7 and 9 open (not
+    // close-on-exec), serving a connection (its socket and listener are open too); the
+    // command lists its own descriptors. `ls` itself opens the folder it lists, as 3.
+    let fleet = Fleet::new();
+    let web1 = Agent::builder(&fleet.key())
+        .wrapped_in(&[
+            "sh",
+            "-c",
+            "exec 7</dev/null 9</dev/null; exec \"$0\" \"$@\"",
+        ])
+        .start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+
+    let out = fleet
+        .ctl("run")
+        .args(&["-H", "web1", "ls /proc/self/fd"])
+        .output();
+
+    out.assert_code(0);
+    assert_eq!(
+        out.sorted_stdout_lines(),
+        ["web1: 0", "web1: 1", "web1: 2", "web1: 3"],
+        "the command's descriptors"
+    );
 }

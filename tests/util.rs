@@ -183,9 +183,17 @@ impl AgentBuilder {
         self
     }
 
-    /// Sets an environment variable of the agent, and so of every command it runs: the way
-    /// to make one command behave differently per host when all hosts share this machine.
+    /// Sets an environment variable of every command the agent runs (`--command-env`): the
+    /// way to make one command behave differently per host when all hosts share this
+    /// machine.
     pub fn env(mut self, name: &str, value: &str) -> AgentBuilder {
+        self.flags.push(format!("--command-env={name}={value}"));
+        self
+    }
+
+    /// Sets an environment variable of the agent process itself, which its commands do not
+    /// see.
+    pub fn daemon_env(mut self, name: &str, value: &str) -> AgentBuilder {
         self.env.push((name.to_owned(), value.to_owned()));
         self
     }

@@ -10,7 +10,9 @@
 //! way out of `main` (a return, an error, a panic that unwinds it) passes through
 //! [`StopCommandsOnExit`], which stops the process groups of the commands still running.
 
+mod command_env;
 mod config;
+mod descriptors;
 mod error;
 mod request;
 mod server;
@@ -70,6 +72,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     files_dir: Option<PathBuf>,
 
+    /// Set this variable for every command (repeatable). Commands get a fixed, minimal
+    /// environment, not the agent's: PATH, HOME, USER, LOGNAME, SHELL, LANG and LC_ALL
+    /// (when the agent has them), MUSTER_OP_ID, and these.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = command_env::parse_pair)]
+    command_env: Vec<(String, String)>,
+
     /// More diagnostics (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -81,6 +89,8 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // First, while the process has a single thread (see the module's docs).
+    let inherited = descriptors::mark_inherited_cloexec();
     if let Some(dir) = &args.log_dir {
         if let Err(err) = common::daily_file::create_private_dir(dir) {
             let err = anyhow::Error::new(err)
@@ -90,6 +100,16 @@ fn main() -> std::process::ExitCode {
     }
     let _log_guard = init_logging(&args);
     log_panics();
+    match inherited {
+        Ok(0) => {}
+        Ok(descriptors) => {
+            tracing::info!(descriptors, "inherited descriptors kept from commands");
+        }
+        Err(err) => {
+            let err = anyhow::Error::new(err).context("cannot list the inherited descriptors");
+            return fail(&err);
+        }
+    }
     // Declared before the runtime, so dropped after it: by then no task can stop anything.
     let _stop_commands = StopCommandsOnExit {
         grace: Duration::from_secs(args.kill_grace),
@@ -179,6 +199,11 @@ async fn run(args: Args) -> Result<()> {
         kill_grace: Duration::from_secs(args.kill_grace),
         max_connections: args.max_connections,
         files_dir,
+        command_env: command_env::base_env(
+            &command_env::Account::current(),
+            |name| std::env::var_os(name),
+            &args.command_env,
+        ),
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.cancel_on_stop(shutdown.clone()));

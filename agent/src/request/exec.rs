@@ -8,6 +8,7 @@
 //! slowly, the send waits, the pipe fills, and the command blocks in `write`. That is the
 //! backpressure; nothing is buffered without bound.
 
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::process_group::ProcessGroup;
+use crate::command_env::OP_ID_VAR;
 use crate::config::Config;
 use crate::error::{ConnectionError, Refusal, RequestError};
 
@@ -67,7 +69,8 @@ impl Exec {
             kill_grace: config.kill_grace,
             send_timeout: config.idle_timeout,
         };
-        let mut child = spawn(&self.command).map_err(Refusal::CannotStart)?;
+        let mut child = spawn(&self.command, &config.command_env, self.op_id.as_deref())
+            .map_err(Refusal::CannotStart)?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let group = ProcessGroup::new(pid, limits.kill_grace);
         tracing::Span::current().record("pid", pid);
@@ -118,9 +121,20 @@ struct Limits {
     send_timeout: Duration,
 }
 
-fn spawn(command: &str) -> std::io::Result<Child> {
-    Command::new("sh")
-        .arg("-c")
+/// Starts `sh -c command` with `env` and nothing else of the agent's environment (see
+/// [`crate::command_env`]). Descriptors are not handled here: every one the agent holds is
+/// close-on-exec (see [`crate::descriptors`]).
+fn spawn(
+    command: &str,
+    env: &[(OsString, OsString)],
+    op_id: Option<&str>,
+) -> std::io::Result<Child> {
+    let mut sh = Command::new("sh");
+    sh.env_clear().envs(env.iter().cloned());
+    if let Some(op_id) = op_id {
+        sh.env(OP_ID_VAR, op_id);
+    }
+    sh.arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(Stdio::null())
