@@ -220,3 +220,81 @@ fn commands_get_no_descriptor_but_0_1_2() {
         "the command's descriptors"
     );
 }
+
+/// A remote command (a script in the fleet's folder, to keep quotes out of command lines)
+/// that retitles the terminal and overwrites its own line on stdout, and clears the screen
+/// on stderr.
+fn forging_command(fleet: &Fleet) -> String {
+    let script = fleet.path("forge.sh");
+    fs::write(
+        &script,
+        "printf 'a\\033]0;pwned\\007b\\rweb2: fake\\n'; printf 'e\\033[2Jx\\n' >&2\n",
+    )
+    .unwrap();
+    format!("sh {}", text(&script))
+}
+
+/// `ctl run ARGS...` with its stdout and stderr on a pseudo-terminal (through util-linux's
+/// `script`); what the terminal received comes back as the output's stdout.
+fn ctl_run_on_a_terminal(fleet: &Fleet, args: &[&str]) -> crate::util::CtlOutput {
+    // `script -c` takes one command line: quote every argument (none holds a quote).
+    let wrapper = [
+        "sh",
+        "-c",
+        "exec script -qefc \"$(printf \"'%s' \" \"$0\" \"$@\")\" /dev/null",
+    ];
+    let inventory = fleet.path("inventory.yaml");
+    let logs = fleet.log_dir();
+    let mut all = vec!["run", "-i", text(&inventory), "--log-dir", text(&logs)];
+    all.extend_from_slice(args);
+    fleet.ctl_wrapped_in(&wrapper).args(&all).output()
+}
+
+#[test]
+fn on_a_terminal_control_characters_from_hosts_are_shown_escaped() {
+    // Tried: a host that retitles the terminal and returns to the start of its line to
+    // print a fake `web2:` line, and clears the screen from stderr, with ctl on a terminal.
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let command = forging_command(&fleet);
+
+    let out = ctl_run_on_a_terminal(&fleet, &["-H", "web1", &command]);
+
+    out.assert_code(0);
+    // The terminal turns each newline into \r\n.
+    let shown = out.stdout().replace("\r\n", "\n");
+    assert!(
+        shown.contains("web1: a\\x1b]0;pwned\\x07b\\rweb2: fake\n"),
+        "got:\n{shown}"
+    );
+    assert!(shown.contains("web1: e\\x1b[2Jx\n"), "got:\n{shown}");
+    assert!(
+        !shown.contains(['\x1b', '\x07', '\r']),
+        "a raw control character reached the terminal: {shown:?}"
+    );
+}
+
+#[test]
+fn raw_or_a_pipe_keeps_the_bytes_hosts_print() {
+    // Tried: the same host output with --raw on a terminal, and without it into pipes.
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let command = forging_command(&fleet);
+
+    let on_terminal = ctl_run_on_a_terminal(&fleet, &["--raw", "-H", "web1", &command]);
+    let piped = fleet.ctl("run").args(&["-H", "web1", &command]).output();
+
+    on_terminal.assert_code(0);
+    assert!(
+        on_terminal
+            .stdout()
+            .contains("web1: a\x1b]0;pwned\x07b\rweb2: fake"),
+        "got: {:?}",
+        on_terminal.stdout()
+    );
+    piped.assert_code(0);
+    assert_eq!(piped.stdout(), "web1: a\x1b]0;pwned\x07b\rweb2: fake\n");
+    piped.assert_stderr_has("web1: e\x1b[2Jx\n");
+}
