@@ -234,20 +234,34 @@ fn forging_command(fleet: &Fleet) -> String {
     format!("sh {}", text(&script))
 }
 
-/// `ctl run ARGS...` with its stdout and stderr on a pseudo-terminal (through util-linux's
-/// `script`); what the terminal received comes back as the output's stdout.
-fn ctl_run_on_a_terminal(fleet: &Fleet, args: &[&str]) -> crate::util::CtlOutput {
+/// `ctl ARGS...` in the fleet's folder with its stdout and stderr on a pseudo-terminal
+/// (through util-linux's `script`), without colours; what the terminal received, with each newline made
+/// `\r\n` by the terminal turned back into `\n`, comes back as the output's stdout.
+fn ctl_on_a_terminal(fleet: &Fleet, args: &[&str]) -> crate::util::CtlOutput {
     // `script -c` takes one command line: quote every argument (none holds a quote).
     let wrapper = [
         "sh",
         "-c",
         "exec script -qefc \"$(printf \"'%s' \" \"$0\" \"$@\")\" /dev/null",
     ];
+    // NO_COLOR: ctl's own colours would be escape sequences too; every one seen must be a
+    // host's.
+    let mut out = fleet
+        .ctl_wrapped_in(&wrapper)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output();
+    out.stdout_bytes = out.stdout().replace("\r\n", "\n").into_bytes();
+    out
+}
+
+/// `ctl run ARGS...` on the fleet's inventory and log folder, on a pseudo-terminal.
+fn ctl_run_on_a_terminal(fleet: &Fleet, args: &[&str]) -> crate::util::CtlOutput {
     let inventory = fleet.path("inventory.yaml");
     let logs = fleet.log_dir();
     let mut all = vec!["run", "-i", text(&inventory), "--log-dir", text(&logs)];
     all.extend_from_slice(args);
-    fleet.ctl_wrapped_in(&wrapper).args(&all).output()
+    ctl_on_a_terminal(fleet, &all)
 }
 
 #[test]
@@ -262,13 +276,29 @@ fn on_a_terminal_control_characters_from_hosts_are_shown_escaped() {
     let out = ctl_run_on_a_terminal(&fleet, &["-H", "web1", &command]);
 
     out.assert_code(0);
-    // The terminal turns each newline into \r\n.
-    let shown = out.stdout().replace("\r\n", "\n");
+    let shown = out.stdout();
     assert!(
         shown.contains("web1: a\\x1b]0;pwned\\x07b\\rweb2: fake\n"),
         "got:\n{shown}"
     );
     assert!(shown.contains("web1: e\\x1b[2Jx\n"), "got:\n{shown}");
+    assert!(
+        !shown.contains(['\x1b', '\x07', '\r']),
+        "a raw control character reached the terminal: {shown:?}"
+    );
+
+    // The same output kept with the operation log, shown by `ctl log show` on a terminal.
+    let op_id = fleet.audit_records()[0]["op_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let show = ctl_on_a_terminal(&fleet, &["log", "show", &op_id]);
+    show.assert_code(0);
+    let shown = show.stdout();
+    assert!(
+        shown.contains("\na\\x1b]0;pwned\\x07b\\rweb2: fake\n"),
+        "got:\n{shown}"
+    );
     assert!(
         !shown.contains(['\x1b', '\x07', '\r']),
         "a raw control character reached the terminal: {shown:?}"
@@ -290,7 +320,7 @@ fn raw_or_a_pipe_keeps_the_bytes_hosts_print() {
     assert!(
         on_terminal
             .stdout()
-            .contains("web1: a\x1b]0;pwned\x07b\rweb2: fake"),
+            .contains("web1: a\x1b]0;pwned\x07b\rweb2: fake\n"),
         "got: {:?}",
         on_terminal.stdout()
     );

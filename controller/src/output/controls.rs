@@ -9,9 +9,15 @@
 //! in the notation of a Rust or C string: `\r`, `\x1b`, `\x7f` and, for the C1 controls
 //! U+0080 to U+009F that some terminals obey too, `\u{9b}`. The newline that ends a line
 //! stays a newline. A backslash is shown as it is, so a host can print text that looks like
-//! an escape, but not one that acts. `--raw`, and any output that is not a terminal (a
-//! pipe, a file), keeps the bytes as they came.
+//! an escape, but not one that acts. `ctl run --raw`, and any output that is not a terminal
+//! (a pipe, a file), keeps the bytes as they came.
+//!
+//! Besides `ctl run`'s output, the same goes for every other text an agent or a host
+//! decides that ctl prints: the reasons and paths of `ctl push`/`ctl pull` results, the
+//! reasons and versions in `ctl ping`'s report, and the kept output and reasons in
+//! `ctl log show`.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 
 use crate::stream_pair::StreamPair;
@@ -38,6 +44,17 @@ impl Controls {
             stderr: on(std::io::stderr().is_terminal()),
         }
     }
+}
+
+/// `text` as it is to be shown with `controls`: with its control characters but tab and
+/// newline escaped, or as it is.
+pub fn shown(text: &str, controls: Controls) -> Cow<'_, str> {
+    if controls == Controls::Raw || !may_have_controls(text.as_bytes()) {
+        return Cow::Borrowed(text);
+    }
+    let mut dst = Vec::with_capacity(text.len() + 16);
+    escape_controls(text, &mut dst);
+    Cow::Owned(String::from_utf8(dst).expect("escaping keeps text UTF-8"))
 }
 
 /// True when `bytes` may hold a character [`escape_controls`] would change (a quick,
@@ -91,6 +108,16 @@ mod tests {
     fn c1_controls_are_escaped_and_other_text_is_kept() {
         assert_eq!(escaped("x\u{9b}31my"), r"x\u{9b}31my");
         assert_eq!(escaped("tab\there\n°é✓ \\x1b"), "tab\there\n°é✓ \\x1b");
+    }
+
+    #[test]
+    fn shown_borrows_plain_text_and_escapes_only_when_asked() {
+        assert!(matches!(
+            shown("plain", Controls::Escaped),
+            Cow::Borrowed("plain")
+        ));
+        assert_eq!(shown("a\rb", Controls::Raw), "a\rb");
+        assert_eq!(shown("a\rb", Controls::Escaped), "a\\rb");
     }
 
     #[test]
