@@ -169,8 +169,8 @@ fn commands_get_the_documented_environment_not_the_agents() {
     assert_eq!(env["SHELL"], "/bin/sh");
     assert_eq!(env["MUSTER_E2E_ROLE"], "web");
     assert!(env.contains_key("HOME"), "{env:?}");
-    // PWD is the shell's own; LANG and LC_ALL pass on only when the test's environment
-    // (and so the agent's) has them.
+    // PWD, SHLVL and _ are the shell's own (which depends on what `sh` is); LANG and
+    // LC_ALL pass on only when the test's environment (and so the agent's) has them.
     let allowed = [
         "PATH",
         "HOME",
@@ -182,6 +182,8 @@ fn commands_get_the_documented_environment_not_the_agents() {
         "MUSTER_OP_ID",
         "MUSTER_E2E_ROLE",
         "PWD",
+        "SHLVL",
+        "_",
     ];
     let unexpected: Vec<&String> = env
         .keys()

@@ -89,7 +89,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // First, while the process has a single thread (see the module's docs).
+    // First, while the process has a single thread (see `descriptors`).
     let inherited = descriptors::mark_inherited_cloexec();
     if let Some(dir) = &args.log_dir {
         if let Err(err) = common::daily_file::create_private_dir(dir) {

@@ -288,3 +288,32 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_op_id_with_a_nul_is_refused_not_a_panic() {
+        let err = spawn("true", &[], Some("op\0id")).expect_err("a NUL cannot reach the env");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_only_the_given_environment() {
+        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let child = spawn("env", &env, Some("01OPID")).expect("can start sh");
+        let out = child.wait_with_output().await.expect("sh runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        // PWD, SHLVL and _ are the shell's own, depending on which shell `sh` is.
+        let shells_own = ["PWD", "SHLVL", "_"];
+        let mut others: Vec<&&str> = names.iter().filter(|n| !shells_own.contains(n)).collect();
+        others.sort_unstable();
+        assert_eq!(others, [&"MUSTER_OP_ID", &"PATH"], "{text}");
+        assert!(text.contains("MUSTER_OP_ID=01OPID\n"), "{text}");
+    }
+}
