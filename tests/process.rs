@@ -8,16 +8,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::util::{mode_of, text, wait_until, Agent, Fleet};
+use crate::util::{mode_of, text, wait_until, Agent, AgentBuilder, Fleet};
+
+/// A fleet of one host, `web1`, whose agent `configure` sets up before it starts.
+fn fleet_of_web1(configure: impl FnOnce(&Fleet, AgentBuilder) -> AgentBuilder) -> (Fleet, Agent) {
+    let fleet = Fleet::new();
+    let web1 = configure(&fleet, Agent::builder(&fleet.key())).start();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    (fleet, web1)
+}
 
 #[test]
 fn sighup_is_logged_and_the_running_command_finishes() {
     // Tried: SIGHUP to the agent while `ctl run` waits on a command that finishes only
     // when told to (a file appears). The README says the agent logs the signal and keeps
     // serving; the command runs to its own end and the host is ok.
-    let fleet = Fleet::new();
-    let mut web1 = fleet.agent();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, mut web1) = fleet_of_web1(|_, agent| agent);
     let go = fleet.path("go");
     let command = format!(
         "echo started; while [ ! -e '{}' ]; do sleep 0.05; done; echo finished",
@@ -67,12 +73,10 @@ fn logs_and_kept_output_are_readable_by_their_owner_only() {
     // Tried: a `ctl run` into a log folder that does not exist yet, against an agent whose
     // --log-dir does not exist yet either (two levels deep), under the test's usual umask;
     // a SIGHUP makes the agent write a line to its file.
-    let fleet = Fleet::new();
+    let (fleet, web1) = fleet_of_web1(|fleet, agent| {
+        agent.flags(&["--log-dir", text(&fleet.path("var/agent-logs"))])
+    });
     let agent_logs = fleet.path("var/agent-logs");
-    let web1 = Agent::builder(&fleet.key())
-        .flags(&["--log-dir", text(&agent_logs)])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
 
     let out = fleet
         .ctl("run")
@@ -143,13 +147,12 @@ fn env_of_web1(stdout: &str) -> BTreeMap<String, String> {
 fn commands_get_the_documented_environment_not_the_agents() {
     // Tried: an agent whose own environment holds a secret and a PATH of its own, with one
     // --command-env; its command prints its whole environment.
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .daemon_env("MUSTER_E2E_SECRET", "hunter2")
-        .daemon_env("PATH", "/nonexistent/bin:/usr/bin:/bin")
-        .env("MUSTER_E2E_ROLE", "web")
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_of_web1(|_, agent| {
+        agent
+            .daemon_env("MUSTER_E2E_SECRET", "hunter2")
+            .daemon_env("PATH", "/nonexistent/bin:/usr/bin:/bin")
+            .env("MUSTER_E2E_ROLE", "web")
+    });
 
     let out = fleet.ctl("run").args(&["-H", "web1", "env"]).output();
 
@@ -200,15 +203,12 @@ fn commands_get_no_descriptor_but_0_1_2() {
     // Tried: an agent started by a shell that leaves descriptors 7 and 9 open (not
     // close-on-exec), serving a connection (its socket and listener are open too); the
     // command lists its own descriptors. `ls` itself opens the folder it lists, as 3.
-    let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
-        .wrapped_in(&[
-            "sh",
-            "-c",
-            "exec 7</dev/null 9</dev/null; exec \"$0\" \"$@\"",
-        ])
-        .start();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let leaky_shell = [
+        "sh",
+        "-c",
+        "exec 7</dev/null 9</dev/null; exec \"$0\" \"$@\"",
+    ];
+    let (fleet, _web1) = fleet_of_web1(|_, agent| agent.wrapped_in(&leaky_shell));
 
     let out = fleet
         .ctl("run")
@@ -270,9 +270,7 @@ fn ctl_run_on_a_terminal(fleet: &Fleet, args: &[&str]) -> crate::util::CtlOutput
 fn on_a_terminal_control_characters_from_hosts_are_shown_escaped() {
     // Tried: a host that retitles the terminal and returns to the start of its line to
     // print a fake `web2:` line, and clears the screen from stderr, with ctl on a terminal.
-    let fleet = Fleet::new();
-    let web1 = fleet.agent();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_of_web1(|_, agent| agent);
     let command = forging_command(&fleet);
 
     let out = ctl_run_on_a_terminal(&fleet, &["-H", "web1", &command]);
@@ -310,9 +308,7 @@ fn on_a_terminal_control_characters_from_hosts_are_shown_escaped() {
 #[test]
 fn raw_or_a_pipe_keeps_the_bytes_hosts_print() {
     // Tried: the same host output with --raw on a terminal, and without it into pipes.
-    let fleet = Fleet::new();
-    let web1 = fleet.agent();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let (fleet, _web1) = fleet_of_web1(|_, agent| agent);
     let command = forging_command(&fleet);
 
     let on_terminal = ctl_run_on_a_terminal(&fleet, &["--raw", "-H", "web1", &command]);
