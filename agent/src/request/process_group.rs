@@ -61,12 +61,14 @@ impl ProcessGroup {
 }
 
 /// Stops every command group the agent still answers for: SIGTERM to each, then SIGKILL
-/// to those still there after `grace`. Returns how many groups there were. Blocks the
-/// calling thread, so it is for the agent's last moments, after the runtime is gone.
+/// to those with a process still running after `grace`. Returns how many groups had one
+/// at the start. Blocks the calling thread, so it is for the agent's last moments, after
+/// the runtime is gone.
 pub fn stop_all(grace: Duration) -> usize {
     let groups: Vec<Pid> = std::mem::take(&mut *live_groups())
         .into_iter()
         .map(Pid::from_raw)
+        .filter(|&pgid| has_running_member(pgid))
         .collect();
     if groups.is_empty() {
         return 0;
@@ -75,7 +77,7 @@ pub fn stop_all(grace: Duration) -> usize {
         signal_group(pgid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && groups.iter().any(|&pgid| group_exists(pgid)) {
+    while Instant::now() < deadline && groups.iter().any(|&pgid| has_running_member(pgid)) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for &pgid in &groups {
@@ -84,9 +86,29 @@ pub fn stop_all(grace: Duration) -> usize {
     groups.len()
 }
 
-/// True while some process (a zombie included) is in the group.
-fn group_exists(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
+/// True while a process of the group runs. Zombies do not count: they run no code, and
+/// one the slow reaper of a container has not collected yet would otherwise hold the
+/// agent's exit for the whole grace period.
+fn has_running_member(pgid: Pid) -> bool {
+    if killpg(pgid, None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|field| field.parse::<i32>().ok());
+        pgrp == Some(pgid.as_raw()) && !matches!(state, Some("Z" | "X"))
+    })
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {
