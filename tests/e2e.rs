@@ -12,6 +12,11 @@ mod util;
 // summary, --json, --gather, timeouts, Ctrl-C, unreachable, silent and cut-off hosts.
 mod run;
 
+// The agent and ctl as processes on their hosts: signals (SIGHUP), what a command inherits
+// from the agent (environment, descriptors), the modes of log files and folders, and how
+// ctl shows control characters from hosts on a terminal.
+mod process;
+
 // Keys: a wrong key is refused before anything runs; bad key files stop ctl before it
 // contacts anyone.
 mod auth;

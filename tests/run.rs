@@ -3,7 +3,7 @@
 //! status that follows.
 //!
 //! All agents share this machine, so a command tells its hosts apart by an environment
-//! variable given to each agent ([`ROLE`]), which every command the agent runs inherits.
+//! variable each agent gives its commands ([`ROLE`], through `--command-env`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +15,7 @@ use crate::util::{
     Relay,
 };
 
-/// The agent environment variable a command can branch on.
+/// The command environment variable a command can branch on.
 const ROLE: &str = "MUSTER_E2E_ROLE";
 
 /// A command that starts a long sleep in the background, records its pid in `pid_file`,

@@ -183,9 +183,17 @@ impl AgentBuilder {
         self
     }
 
-    /// Sets an environment variable of the agent, and so of every command it runs: the way
-    /// to make one command behave differently per host when all hosts share this machine.
+    /// Sets an environment variable of every command the agent runs (`--command-env`): the
+    /// way to make one command behave differently per host when all hosts share this
+    /// machine.
     pub fn env(mut self, name: &str, value: &str) -> AgentBuilder {
+        self.flags.push(format!("--command-env={name}={value}"));
+        self
+    }
+
+    /// Sets an environment variable of the agent process itself, which its commands do not
+    /// see.
+    pub fn daemon_env(mut self, name: &str, value: &str) -> AgentBuilder {
         self.env.push((name.to_owned(), value.to_owned()));
         self
     }
@@ -284,6 +292,12 @@ impl Agent {
     pub fn terminate(&self) {
         let pid = Pid::from_raw(self.child.id() as i32);
         kill(pid, Signal::SIGTERM).expect("can signal the agent");
+    }
+
+    /// Sends SIGHUP, as a closed terminal or `systemctl reload`/`kill -HUP` would.
+    pub fn hang_up(&self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGHUP).expect("can signal the agent");
     }
 
     /// Panics, with the agent's stderr, unless the agent is still running.

@@ -4,6 +4,7 @@
 //! (which read their limits and the files folder), so neither has to import the other for
 //! them. Parsing the flags into these is `main`'s business.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,4 +25,7 @@ pub struct Config {
     pub max_connections: usize,
     /// Where relative paths of pushes and pulls resolve.
     pub files_dir: PathBuf,
+    /// The environment every command starts with, but its `MUSTER_OP_ID`
+    /// (see [`crate::command_env`]).
+    pub command_env: Vec<(OsString, OsString)>,
 }

@@ -4,8 +4,15 @@
 //! bind the listener, and serve until SIGINT or SIGTERM. The work is in [`server`] (accepting
 //! connections), [`session`] (one authenticated connection) and [`request`] (one request of
 //! each kind), with [`config`] and [`error`] below them all.
+//!
+//! It also owns how the process ends. SIGHUP is logged and otherwise ignored (the agent has
+//! nothing it could reload), so it never kills the agent behind its commands' backs. Every
+//! way out of `main` (a return, an error, a panic that unwinds it) passes through
+//! [`StopCommandsOnExit`], which stops the process groups of the commands still running.
 
+mod command_env;
 mod config;
+mod descriptors;
 mod error;
 mod request;
 mod server;
@@ -21,6 +28,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use common::key::Key;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -64,6 +72,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     files_dir: Option<PathBuf>,
 
+    /// Set this variable for every command (repeatable). Commands get a fixed, minimal
+    /// environment, not the agent's: PATH, HOME, USER, LOGNAME, SHELL, LANG and LC_ALL
+    /// (when the agent has them), MUSTER_OP_ID, and these.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = command_env::parse_pair)]
+    command_env: Vec<(String, String)>,
+
     /// More diagnostics (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -73,22 +87,80 @@ struct Args {
     quiet: bool,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // First, while the process has a single thread (see `descriptors`).
+    let inherited = descriptors::mark_inherited_cloexec();
+    if let Some(dir) = &args.log_dir {
+        if let Err(err) = common::daily_file::create_private_dir(dir) {
+            let err = anyhow::Error::new(err)
+                .context(format!("cannot create the log folder {}", dir.display()));
+            return fail(&err);
+        }
+    }
     let _log_guard = init_logging(&args);
-    match run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    log_panics();
+    match inherited {
+        Ok(0) => {}
+        Ok(descriptors) => {
+            tracing::info!(descriptors, "inherited descriptors kept from commands");
+        }
         Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("agent: {err:#}");
-            std::process::ExitCode::from(2)
+            let err = anyhow::Error::new(err).context("cannot list the inherited descriptors");
+            return fail(&err);
+        }
+    }
+    // Declared before the runtime, so dropped after it: by then no task can stop anything.
+    let _stop_commands = StopCommandsOnExit {
+        grace: Duration::from_secs(args.kill_grace),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> std::process::ExitCode {
+    tracing::error!("{err:#}");
+    eprintln!("agent: {err:#}");
+    std::process::ExitCode::from(2)
+}
+
+/// Stops the commands still running when it is dropped: at the end of `main`, however it
+/// ends. A graceful shutdown has stopped them all by then and this finds nothing; after an
+/// error or a panic it is what keeps commands from running on for nobody.
+struct StopCommandsOnExit {
+    grace: Duration,
+}
+
+impl Drop for StopCommandsOnExit {
+    fn drop(&mut self) {
+        let groups = request::process_group::stop_all(self.grace);
+        if groups > 0 {
+            tracing::warn!(groups, "stopped commands still running at exit");
         }
     }
 }
 
+/// Panics reach the diagnostics file too, not only stderr: a session that panics is
+/// dropped by the runtime without any other trace.
+fn log_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panicked");
+        default_hook(info);
+    }));
+}
+
 async fn run(args: Args) -> Result<()> {
     let key = Key::load(&args.key_file)?;
+    // Installed before anyone can connect, so no signal reaches a running command's agent
+    // with its default action (which, for SIGHUP, is to die).
+    let signals = Signals::install().context("cannot install signal handlers")?;
     let listener =
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
@@ -129,9 +201,14 @@ async fn run(args: Args) -> Result<()> {
         kill_grace: Duration::from_secs(args.kill_grace),
         max_connections: args.max_connections,
         files_dir,
+        command_env: command_env::base_env(
+            &command_env::Account::current(),
+            |name| std::env::var_os(name),
+            &args.command_env,
+        ),
     });
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(signals.cancel_on_stop(shutdown.clone()));
     server::serve(listener, config, shutdown).await;
     tracing::info!("stopped");
     Ok(())
@@ -149,20 +226,40 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+/// The signals the agent handles: SIGTERM and SIGINT stop it, SIGHUP is ignored.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// # Errors
+    /// A handler cannot be installed.
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` at the first SIGTERM or SIGINT; logs each SIGHUP and goes on.
+    async fn cancel_on_stop(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => break tracing::info!(signal = "SIGTERM", "shutting down"),
+                _ = self.int.recv() => break tracing::info!(signal = "SIGINT", "shutting down"),
+                // Warn, not info: whoever sent it expected something, and should learn here
+                // that nothing happened (a new key or new flags need a restart).
+                _ = self.hup.recv() => tracing::warn!(
+                    signal = "SIGHUP",
+                    "signal ignored: the agent reloads nothing, restart it to apply changes"
+                ),
+            }
+        }
+        shutdown.cancel();
+    }
 }
 
 /// Diagnostics go to stderr and, with `--log-dir`, to daily files. The returned guard

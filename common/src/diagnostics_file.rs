@@ -24,5 +24,5 @@ pub fn daily_file_writer(dir: &Path, prefix: &str) -> (NonBlocking, WorkerGuard)
     NonBlockingBuilder::default()
         .buffered_lines_limit(QUEUED_LINES)
         .lossy(true)
-        .finish(tracing_appender::rolling::daily(dir, prefix))
+        .finish(crate::daily_file::DailyFile::new(dir, prefix))
 }

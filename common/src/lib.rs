@@ -15,9 +15,9 @@
 //! both sides write, [`folder`] how they open folders by path without following links,
 //! [`atomic_file`] how they write files that appear whole or not at all, [`chunk_reader`]
 //! how they read the file data they send, [`hashing_writer`] how they write the file data
-//! they receive, and [`diagnostics_file`] where they keep their
-//! diagnostics. What only one side needs lives in that side's crate (the inventory, for
-//! one, is `ctl`'s). `docs/PROTOCOL.md` describes the same protocol for people writing
+//! they receive, and [`diagnostics_file`] where they keep their diagnostics (in a
+//! [`daily_file`] only its owner may read). What only one side needs lives in that side's
+//! crate (the inventory, for one, is `ctl`'s). `docs/PROTOCOL.md` describes the same protocol for people writing
 //! another peer; keep the two in step.
 #![warn(missing_docs)]
 
@@ -25,6 +25,7 @@ pub mod atomic_file;
 pub mod auth;
 pub mod channel;
 pub mod chunk_reader;
+pub mod daily_file;
 pub mod diagnostics_file;
 pub mod digest;
 pub mod folder;

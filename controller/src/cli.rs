@@ -134,6 +134,12 @@ pub struct RunArgs {
     #[arg(short = 'b', long)]
     pub gather: bool,
 
+    /// Write hosts' output byte for byte even on a terminal. By default, on a terminal,
+    /// control characters other than tab are shown escaped (\x1b, \r), so no host can
+    /// move the cursor, forge other hosts' lines or retitle the terminal.
+    #[arg(long)]
+    pub raw: bool,
+
     /// Keep at most this many bytes of each host's stdout and of its stderr with the
     /// operation log (the first and last half; 0 keeps none).
     #[arg(long, env = "CTL_KEEP_OUTPUT", default_value_t = crate::audit::kept::DEFAULT_KEEP_BYTES,

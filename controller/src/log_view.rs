@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use crate::audit::kept::{kept_path, sha256_hex, Kept};
 use crate::audit::record::{Event, HostRecord, Kind, Record};
 use crate::outcome::count_statuses;
+use crate::output::controls::{shown, Controls};
 
 /// One operation as the log tells it: its start record and, if written, its end record,
 /// each with the raw line it came from.
@@ -323,8 +324,9 @@ fn list_row(op: &OpView) -> ([String; 8], Option<&'static str>) {
     (row, colour)
 }
 
-/// Shows one operation in full: who, what, when, each host's end, and each host's output.
-pub fn render_show(op: &OpView, log_dir: &Path, colour: bool) -> String {
+/// Shows one operation in full: who, what, when, each host's end, and each host's output,
+/// with what hosts and agents said (kept output, reasons) shown as `controls` says.
+pub fn render_show(op: &OpView, log_dir: &Path, colour: bool, controls: Controls) -> String {
     let record = op.any();
     let mut out = String::new();
     let _ = writeln!(out, "operation  {}", record.op_id);
@@ -361,7 +363,7 @@ pub fn render_show(op: &OpView, log_dir: &Path, colour: bool) -> String {
         return out;
     };
     let _ = writeln!(out, "result     {}\n", status_counts(results));
-    out.push_str(&host_table(results, colour));
+    out.push_str(&host_table(results, colour, controls));
     for result in results {
         for (stream, kept) in [
             (Stream::Stdout, &result.kept_stdout),
@@ -374,6 +376,7 @@ pub fn render_show(op: &OpView, log_dir: &Path, colour: bool) -> String {
                     &result.host,
                     stream,
                     kept,
+                    controls,
                 ));
             }
         }
@@ -381,7 +384,7 @@ pub fn render_show(op: &OpView, log_dir: &Path, colour: bool) -> String {
     out
 }
 
-fn host_table(results: &[HostRecord], colour: bool) -> String {
+fn host_table(results: &[HostRecord], colour: bool, controls: Controls) -> String {
     let width = results
         .iter()
         .map(|r| r.host.len())
@@ -409,13 +412,20 @@ fn host_table(results: &[HostRecord], colour: bool) -> String {
             format_ms(r.duration_ms),
             format_bytes(r.stdout_bytes),
             format_bytes(r.stderr_bytes),
-            r.error.as_deref().unwrap_or("")
+            shown(r.error.as_deref().unwrap_or(""), controls)
         );
     }
     out
 }
 
-fn kept_section(log_dir: &Path, op_id: &str, host: &str, stream: Stream, kept: &Kept) -> String {
+fn kept_section(
+    log_dir: &Path,
+    op_id: &str,
+    host: &str,
+    stream: Stream,
+    kept: &Kept,
+    controls: Controls,
+) -> String {
     let name = match stream {
         Stream::Stdout => "stdout",
         Stream::Stderr => "stderr",
@@ -430,7 +440,7 @@ fn kept_section(log_dir: &Path, op_id: &str, host: &str, stream: Stream, kept: &
             )
         }
         Ok(bytes) => {
-            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut text = shown(&String::from_utf8_lossy(&bytes), controls).into_owned();
             if !text.ends_with('\n') {
                 text.push('\n');
             }

@@ -9,7 +9,7 @@ use common::message::Stream;
 use serde::{Deserialize, Serialize};
 
 /// One `T` for stdout and one for stderr.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamPair<T> {
     pub stdout: T,
     pub stderr: T,
@@ -21,6 +21,14 @@ impl<T> StreamPair<T> {
         StreamPair {
             stdout: make(Stream::Stdout),
             stderr: make(Stream::Stderr),
+        }
+    }
+
+    /// The half for `stream`.
+    pub fn get(&self, stream: Stream) -> &T {
+        match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
         }
     }
 

@@ -8,6 +8,7 @@
 //! slowly, the send waits, the pipe fills, and the command blocks in `write`. That is the
 //! backpressure; nothing is buffered without bound.
 
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::process_group::ProcessGroup;
+use crate::command_env::OP_ID_VAR;
 use crate::config::Config;
 use crate::error::{ConnectionError, Refusal, RequestError};
 
@@ -67,7 +69,8 @@ impl Exec {
             kill_grace: config.kill_grace,
             send_timeout: config.idle_timeout,
         };
-        let mut child = spawn(&self.command).map_err(Refusal::CannotStart)?;
+        let mut child = spawn(&self.command, &config.command_env, self.op_id.as_deref())
+            .map_err(Refusal::CannotStart)?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let group = ProcessGroup::new(pid, limits.kill_grace);
         tracing::Span::current().record("pid", pid);
@@ -118,9 +121,20 @@ struct Limits {
     send_timeout: Duration,
 }
 
-fn spawn(command: &str) -> std::io::Result<Child> {
-    Command::new("sh")
-        .arg("-c")
+/// Starts `sh -c command` with `env` and nothing else of the agent's environment (see
+/// [`crate::command_env`]). Descriptors are not handled here: every one the agent holds is
+/// close-on-exec (see [`crate::descriptors`]).
+fn spawn(
+    command: &str,
+    env: &[(OsString, OsString)],
+    op_id: Option<&str>,
+) -> std::io::Result<Child> {
+    let mut sh = Command::new("sh");
+    sh.env_clear().envs(env.iter().cloned());
+    if let Some(op_id) = op_id {
+        sh.env(OP_ID_VAR, op_id);
+    }
+    sh.arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(Stdio::null())
@@ -272,5 +286,34 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_op_id_with_a_nul_is_refused_not_a_panic() {
+        let err = spawn("true", &[], Some("op\0id")).expect_err("a NUL cannot reach the env");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_only_the_given_environment() {
+        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let child = spawn("env", &env, Some("01OPID")).expect("can start sh");
+        let out = child.wait_with_output().await.expect("sh runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        // PWD, SHLVL and _ are the shell's own, depending on which shell `sh` is.
+        let shells_own = ["PWD", "SHLVL", "_"];
+        let mut others: Vec<&&str> = names.iter().filter(|n| !shells_own.contains(n)).collect();
+        others.sort_unstable();
+        assert_eq!(others, [&"MUSTER_OP_ID", &"PATH"], "{text}");
+        assert!(text.contains("MUSTER_OP_ID=01OPID\n"), "{text}");
     }
 }

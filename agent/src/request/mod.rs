@@ -14,7 +14,7 @@ pub mod make_dir;
 pub mod make_symlink;
 pub mod paths;
 pub mod ping;
-mod process_group;
+pub mod process_group;
 pub mod put_file;
 
 use std::future::Future;

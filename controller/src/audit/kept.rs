@@ -4,14 +4,17 @@
 //! with a marker line where the middle was cut, because the start of an output says what
 //! ran and the end usually says how it failed. The kept file's SHA-256 goes into the `end`
 //! record, so the chain covers the kept output as well. Files live at
-//! `<log dir>/output/<op_id>/<host>.stdout` and `.stderr`.
+//! `<log dir>/output/<op_id>/<host>.stdout` and `.stderr`; they hold what hosts printed,
+//! so the files are made mode 0600 and the folders 0700, as the log's own.
 
-use std::fs;
+use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 
 use anyhow::{Context, Result};
+use common::daily_file::{create_private_dir, FILE_MODE};
 pub use common::digest::sha256_hex;
 use common::message::Stream;
 use serde::{Deserialize, Serialize};
@@ -176,10 +179,15 @@ fn write_kept(
     }
     let path = kept_path(log_dir, op_id, host, stream);
     let folder = path.parent().expect("kept paths have a folder");
-    fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    create_private_dir(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let (bytes, cut) = capture.into_kept_bytes();
-    let mut file =
-        fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(&bytes)
         .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use common::daily_file::{create_private_dir, FILE_MODE};
 
 use super::record::Record;
 use super::seal::{self, Location, LogKey, GENESIS};
@@ -35,12 +36,14 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Uses `dir` (created if missing) for the operation log.
+    /// Uses `dir` for the operation log, creating it (mode 0700) if missing. Its files are
+    /// made mode 0600: they say who ran what where, and the kept output beside them holds
+    /// what the hosts printed.
     ///
     /// # Errors
     /// The folder cannot be created.
     pub fn open(dir: &Path) -> Result<AuditLog> {
-        fs::create_dir_all(dir)
+        create_private_dir(dir)
             .with_context(|| format!("cannot create the log folder {}", dir.display()))?;
         let rotate_bytes = std::env::var("CTL_LOG_ROTATE_BYTES")
             .ok()
@@ -78,7 +81,7 @@ impl AuditLog {
             .append(true)
             .create(true)
             .read(true)
-            .mode(0o640)
+            .mode(FILE_MODE)
             .open(&current)
             .with_context(|| format!("cannot open the operation log {}", current.display()))?;
         let mut bytes = Vec::with_capacity(line.len() + 2);
@@ -147,7 +150,7 @@ impl AuditLog {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o640)
+            .mode(FILE_MODE)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         file.lock()

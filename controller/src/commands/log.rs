@@ -13,7 +13,7 @@ use crate::audit::{AuditLog, Record};
 use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
 use crate::inventory::Inventory;
 use crate::log_view::{self, Filter};
-use crate::output::print_stdout;
+use crate::output::{print_stdout, Controls};
 use crate::plan;
 
 pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
@@ -73,6 +73,7 @@ fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
             op,
             log.dir(),
             log_view::use_colour(),
+            Controls::for_ctl_output(false).stdout,
         ));
     }
     Ok(Exit::Success)

@@ -17,7 +17,7 @@ use crate::cli::{LogOptions, RunArgs};
 use crate::client;
 use crate::client::run::HostOutput;
 use crate::fanout::fan_out;
-use crate::output::{Mode, Printer};
+use crate::output::{Controls, Mode, Printer};
 use crate::stream_pair::StreamPair;
 
 /// `ctl run`: the command on every target, output streamed, start and end logged.
@@ -30,7 +30,12 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
         (false, true) => Mode::Gather,
         (false, false) => Mode::Lines,
     };
-    let printer = Printer::start(mode, logged.names.clone(), args.max_output);
+    let printer = Printer::start(
+        mode,
+        logged.names.clone(),
+        args.max_output,
+        Controls::for_ctl_output(args.raw),
+    );
     // Each host's task fills its own slot with what it kept of its output.
     let kept_slots: Arc<Vec<OnceLock<StreamPair<Capture>>>> =
         Arc::new(logged.targets.iter().map(|_| OnceLock::new()).collect());

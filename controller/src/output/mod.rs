@@ -2,6 +2,7 @@
 //!
 //! - [`printer`]: a running command's output, live as `HOST: line`, as `--json` objects or
 //!   as `--gather` blocks, through one printer thread with a byte budget in front of it.
+//! - [`controls`]: control characters in host output, escaped on a terminal unless `--raw`.
 //! - [`capped`]: the per-host copy that `--json` and `--gather` hold until a host (or the
 //!   operation) ends, capped by `--max-output`.
 //! - [`report`]: per-host results of pings and transfers, the closing summary.
@@ -10,8 +11,10 @@
 //! [`crate::audit::kept`]'s, fed by the host's task before the chunk gets here.
 
 pub mod capped;
+pub mod controls;
 pub mod printer;
 pub mod report;
 
+pub use controls::Controls;
 pub use printer::{Mode, OutputSink, Printer};
 pub use report::{millis, print_ping, print_stdout, print_summary, transfer_line};

@@ -11,6 +11,9 @@
 //! end). Beyond the budget, each host holds one received chunk, its unfinished lines
 //! (at most [`MAX_PARTIAL_LINE`] per stream) and, for `--json` and `--gather`, its
 //! [`CappedOutput`]s.
+//!
+//! On a terminal, control characters in host output are shown escaped (see
+//! [`super::controls`]), in live lines, `--gather` blocks and the reasons hosts give.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::capped::{CappedOutput, OutputIdentity};
+use super::controls::{escape_controls, may_have_controls, Controls};
 use super::report::millis;
 use crate::outcome::{HostOutcome, Status};
 use crate::stream_pair::StreamPair;
@@ -115,12 +119,18 @@ pub struct Printer {
 
 impl Printer {
     /// Starts the printer for hosts named `names` (indexed as the targets are).
-    /// `max_output` caps what `--json` and `--gather` hold per host and stream.
-    pub fn start(mode: Mode, names: Vec<String>, max_output: usize) -> Printer {
+    /// `max_output` caps what `--json` and `--gather` hold per host and stream; `controls`
+    /// says how control characters are shown on ctl's stdout and stderr.
+    pub fn start(
+        mode: Mode,
+        names: Vec<String>,
+        max_output: usize,
+        controls: StreamPair<Controls>,
+    ) -> Printer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("printer".into())
-            .spawn(move || print_events(rx, mode, names, max_output))
+            .spawn(move || print_events(rx, mode, names, max_output, controls))
             .expect("can start the printer thread");
         Printer {
             tx,
@@ -164,14 +174,25 @@ struct Pending {
     err: Vec<u8>,
     /// Budget of the chunks in `out` and `err`, given back when they are written.
     budget: Vec<OwnedSemaphorePermit>,
+    /// How host output's control characters are shown in `out` and in `err`.
+    controls: StreamPair<Controls>,
 }
 
-fn print_events(mut rx: mpsc::Receiver<Event>, mode: Mode, names: Vec<String>, max_output: usize) {
+fn print_events(
+    mut rx: mpsc::Receiver<Event>,
+    mode: Mode,
+    names: Vec<String>,
+    max_output: usize,
+    controls: StreamPair<Controls>,
+) {
     let mut hosts: Vec<HostBuffers> = names
         .into_iter()
         .map(|name| HostBuffers::new(name, mode, max_output))
         .collect();
-    let mut pending = Pending::default();
+    let mut pending = Pending {
+        controls,
+        ..Pending::default()
+    };
     while let Some(event) = rx.blocking_recv() {
         handle(event, mode, &mut hosts, &mut pending);
         // Take whatever else is queued, then write it all with one flush per stream.
@@ -181,7 +202,7 @@ fn print_events(mut rx: mpsc::Receiver<Event>, mode: Mode, names: Vec<String>, m
         pending.write_out();
     }
     if mode == Mode::Gather {
-        print_gathered(&hosts, &mut pending.out);
+        print_gathered(&hosts, pending.controls.stdout, &mut pending.out);
         pending.write_out();
     }
 }
@@ -202,8 +223,9 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
             if held {
                 buffers.held.get_mut(stream).push(&bytes);
             } else {
+                let controls = *pending.controls.get(stream);
                 for piece in bytes.chunks(PIECE) {
-                    buffers.push_lines(stream, piece, pending.for_stream(stream));
+                    buffers.push_lines(stream, controls, piece, pending.for_stream(stream));
                     pending.write_out_if_large();
                 }
             }
@@ -211,11 +233,14 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
         }
         Event::Done { host, outcome } => {
             let buffers = &mut hosts[host];
-            buffers.flush_partial(Stream::Stdout, &mut pending.out);
-            buffers.flush_partial(Stream::Stderr, &mut pending.err);
+            let controls = pending.controls;
+            buffers.flush_partial(Stream::Stdout, controls.stdout, &mut pending.out);
+            buffers.flush_partial(Stream::Stderr, controls.stderr, &mut pending.err);
             match mode {
                 Mode::Json => json_line(buffers, &outcome, &mut pending.out),
-                Mode::Lines | Mode::Gather => host_note(&buffers.name, &outcome, &mut pending.err),
+                Mode::Lines | Mode::Gather => {
+                    host_note(&buffers.name, &outcome, controls.stderr, &mut pending.err);
+                }
             }
             // --json's copies are shown now; nothing needs them any more.
             if mode == Mode::Json {
@@ -276,16 +301,22 @@ impl HostBuffers {
     }
 
     /// Prints every line that `bytes` completes to `dst`; keeps the unfinished rest.
-    fn push_lines(&mut self, stream: Stream, mut bytes: &[u8], dst: &mut Vec<u8>) {
+    fn push_lines(
+        &mut self,
+        stream: Stream,
+        controls: Controls,
+        mut bytes: &[u8],
+        dst: &mut Vec<u8>,
+    ) {
         let partial = self.partial.get_mut(stream);
         while let Some(end) = memchr::memchr(b'\n', bytes) {
-            prefixed_line(&self.name, partial, &bytes[..end], dst);
+            prefixed_line(&self.name, partial, &bytes[..end], controls, dst);
             clear_partial(partial);
             bytes = &bytes[end + 1..];
         }
         while partial.len() + bytes.len() > MAX_PARTIAL_LINE {
             let room = MAX_PARTIAL_LINE - partial.len();
-            prefixed_line(&self.name, partial, &bytes[..room], dst);
+            prefixed_line(&self.name, partial, &bytes[..room], controls, dst);
             clear_partial(partial);
             bytes = &bytes[room..];
         }
@@ -293,10 +324,10 @@ impl HostBuffers {
     }
 
     /// Prints an unfinished last line as a line of its own.
-    fn flush_partial(&mut self, stream: Stream, dst: &mut Vec<u8>) {
+    fn flush_partial(&mut self, stream: Stream, controls: Controls, dst: &mut Vec<u8>) {
         let partial = self.partial.get_mut(stream);
         if !partial.is_empty() {
-            prefixed_line(&self.name, partial, &[], dst);
+            prefixed_line(&self.name, partial, &[], controls, dst);
             clear_partial(partial);
         }
     }
@@ -316,19 +347,30 @@ fn shrink(buf: &mut Vec<u8>, keep: usize) {
 
 /// `HOST: ` and the line made of `start` and `rest`, shown as text: invalid UTF-8 becomes
 /// U+FFFD rather than garbage or a crash (checked across the two parts, so a character
-/// split between two chunks survives).
-fn prefixed_line(host: &str, start: &[u8], rest: &[u8], dst: &mut Vec<u8>) {
+/// split between two chunks survives), and with [`Controls::Escaped`] control characters
+/// are shown escaped.
+fn prefixed_line(host: &str, start: &[u8], rest: &[u8], controls: Controls, dst: &mut Vec<u8>) {
     dst.extend_from_slice(host.as_bytes());
     dst.extend_from_slice(b": ");
     let line_at = dst.len();
     dst.extend_from_slice(start);
     dst.extend_from_slice(rest);
-    if std::str::from_utf8(&dst[line_at..]).is_err() {
-        let text = String::from_utf8_lossy(&dst[line_at..]).into_owned();
+    let line = &dst[line_at..];
+    let escape = controls == Controls::Escaped && may_have_controls(line);
+    if escape || std::str::from_utf8(line).is_err() {
+        let text = String::from_utf8_lossy(line).into_owned();
         dst.truncate(line_at);
-        dst.extend_from_slice(text.as_bytes());
+        show_text(&text, controls, dst);
     }
     dst.push(b'\n');
+}
+
+/// Appends `text` with its control characters shown as `controls` says.
+fn show_text(text: &str, controls: Controls, dst: &mut Vec<u8>) {
+    match controls {
+        Controls::Raw => dst.extend_from_slice(text.as_bytes()),
+        Controls::Escaped => escape_controls(text, dst),
+    }
 }
 
 /// The `--json` object of one host: these keys, in this order.
@@ -362,16 +404,19 @@ fn json_line(buffers: &HostBuffers, outcome: &HostOutcome, out: &mut Vec<u8>) {
 }
 
 /// One stderr line for a host that did not succeed, so the reason is seen where it happened.
-fn host_note(host: &str, outcome: &HostOutcome, err: &mut Vec<u8>) {
+/// The reason may quote the agent, so its control characters are shown as `controls` says.
+fn host_note(host: &str, outcome: &HostOutcome, controls: Controls, err: &mut Vec<u8>) {
     if outcome.is_ok() {
         return;
     }
-    let why = outcome.error.as_deref().unwrap_or("");
-    let _ = writeln!(err, "ctl: {host}: {}: {why}", outcome.status.as_str());
+    let _ = write!(err, "ctl: {host}: {}: ", outcome.status.as_str());
+    show_text(outcome.error.as_deref().unwrap_or(""), controls, err);
+    err.push(b'\n');
 }
 
-/// Prints each distinct stdout once, under the hosts that printed it, clush -b style.
-fn print_gathered(hosts: &[HostBuffers], out: &mut Vec<u8>) {
+/// Prints each distinct stdout once, under the hosts that printed it, clush -b style, with
+/// its control characters shown as `controls` says.
+fn print_gathered(hosts: &[HostBuffers], controls: Controls, out: &mut Vec<u8>) {
     let mut groups: Vec<(&CappedOutput, Vec<&str>)> = Vec::new();
     let mut group_of: HashMap<OutputIdentity<'_>, usize> = HashMap::new();
     for host in hosts {
@@ -390,7 +435,7 @@ fn print_gathered(hosts: &[HostBuffers], out: &mut Vec<u8>) {
         let rule = "-".repeat(header.len().clamp(15, 79));
         let _ = writeln!(out, "{rule}\n{header}\n{rule}");
         let text = stdout.to_text();
-        out.extend_from_slice(text.as_bytes());
+        show_text(&text, controls, out);
         if !text.ends_with('\n') {
             out.push(b'\n');
         }
@@ -415,11 +460,11 @@ mod tests {
     fn only_whole_lines_are_printed_and_the_rest_waits() {
         let mut web1 = host("web1");
         let mut dst = Vec::new();
-        web1.push_lines(Stream::Stdout, b"one\ntw", &mut dst);
+        web1.push_lines(Stream::Stdout, Controls::Raw, b"one\ntw", &mut dst);
         assert_eq!(dst, b"web1: one\n");
-        web1.push_lines(Stream::Stdout, b"o\nthree", &mut dst);
+        web1.push_lines(Stream::Stdout, Controls::Raw, b"o\nthree", &mut dst);
         assert_eq!(dst, b"web1: one\nweb1: two\n");
-        web1.flush_partial(Stream::Stdout, &mut dst);
+        web1.flush_partial(Stream::Stdout, Controls::Raw, &mut dst);
         assert_eq!(dst, b"web1: one\nweb1: two\nweb1: three\n");
     }
 
@@ -427,7 +472,7 @@ mod tests {
     fn invalid_utf8_is_shown_lossily() {
         let mut web1 = host("web1");
         let mut dst = Vec::new();
-        web1.push_lines(Stream::Stderr, b"a\xffb\n", &mut dst);
+        web1.push_lines(Stream::Stderr, Controls::Raw, b"a\xffb\n", &mut dst);
         assert_eq!(String::from_utf8(dst).unwrap(), "web1: a\u{fffd}b\n");
     }
 
@@ -436,8 +481,13 @@ mod tests {
         let mut web1 = host("web1");
         let mut dst = Vec::new();
         let e_acute = "\u{e9}".as_bytes();
-        web1.push_lines(Stream::Stdout, &e_acute[..1], &mut dst);
-        web1.push_lines(Stream::Stdout, &[&e_acute[1..], b"\n"].concat(), &mut dst);
+        web1.push_lines(Stream::Stdout, Controls::Raw, &e_acute[..1], &mut dst);
+        web1.push_lines(
+            Stream::Stdout,
+            Controls::Raw,
+            &[&e_acute[1..], b"\n"].concat(),
+            &mut dst,
+        );
         assert_eq!(String::from_utf8(dst).unwrap(), "web1: \u{e9}\n");
     }
 
@@ -448,12 +498,13 @@ mod tests {
         for _ in 0..5 {
             web1.push_lines(
                 Stream::Stdout,
+                Controls::Raw,
                 &vec![b'x'; MAX_PARTIAL_LINE / 2 + 7],
                 &mut dst,
             );
             assert!(web1.partial.stdout.len() <= MAX_PARTIAL_LINE);
         }
-        web1.flush_partial(Stream::Stdout, &mut dst);
+        web1.flush_partial(Stream::Stdout, Controls::Raw, &mut dst);
         let lines: Vec<&[u8]> = dst
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -467,7 +518,12 @@ mod tests {
     fn an_endless_line_is_cut_at_the_cap() {
         let mut web1 = host("web1");
         let mut dst = Vec::new();
-        web1.push_lines(Stream::Stdout, &vec![b'x'; MAX_PARTIAL_LINE + 1], &mut dst);
+        web1.push_lines(
+            Stream::Stdout,
+            Controls::Raw,
+            &vec![b'x'; MAX_PARTIAL_LINE + 1],
+            &mut dst,
+        );
         assert_eq!(dst.len(), "web1: ".len() + MAX_PARTIAL_LINE + 1);
         assert_eq!(web1.partial.stdout.len(), 1);
     }
@@ -481,12 +537,68 @@ mod tests {
             gathering("d", ""),
         ];
         let mut out = Vec::new();
-        print_gathered(&hosts, &mut out);
+        print_gathered(&hosts, Controls::Raw, &mut out);
         let text = String::from_utf8(out).unwrap();
         let rule = "-".repeat(15);
         assert_eq!(
             text,
             format!("{rule}\na,c (2)\n{rule}\nsame\n{rule}\nb (1)\n{rule}\nother\n")
+        );
+    }
+
+    #[test]
+    fn on_a_terminal_a_host_cannot_forge_lines_or_retitle_it() {
+        // Tried: a line that retitles the terminal, then returns to the line's start to
+        // print a fake line of another host, cut across two chunks; then an unfinished
+        // last line with a bell and invalid UTF-8.
+        let mut web1 = host("web1");
+        let mut dst = Vec::new();
+        web1.push_lines(Stream::Stdout, Controls::Escaped, b"up\x1b]0;pw", &mut dst);
+        web1.push_lines(
+            Stream::Stdout,
+            Controls::Escaped,
+            b"ned\x07\rweb2: ok\n",
+            &mut dst,
+        );
+        web1.push_lines(
+            Stream::Stdout,
+            Controls::Escaped,
+            b"\x07\xff\ttab",
+            &mut dst,
+        );
+        web1.flush_partial(Stream::Stdout, Controls::Escaped, &mut dst);
+        assert_eq!(
+            String::from_utf8(dst).unwrap(),
+            "web1: up\\x1b]0;pwned\\x07\\rweb2: ok\nweb1: \\x07\u{fffd}\ttab\n"
+        );
+    }
+
+    #[test]
+    fn off_a_terminal_the_bytes_are_kept() {
+        let mut web1 = host("web1");
+        let mut dst = Vec::new();
+        web1.push_lines(Stream::Stdout, Controls::Raw, b"a\x1b[31mred\r\n", &mut dst);
+        assert_eq!(dst, b"web1: a\x1b[31mred\r\n");
+    }
+
+    #[test]
+    fn gathered_blocks_and_host_notes_are_escaped_on_a_terminal() {
+        let hosts = vec![gathering("a", "x\x1b[2Jy\nz\n")];
+        let mut out = Vec::new();
+        print_gathered(&hosts, Controls::Escaped, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("\nx\\x1b[2Jy\nz\n"), "{text:?}");
+
+        let outcome = HostOutcome::failure(
+            Status::Failed,
+            "refused: \x1b[1Agone",
+            std::time::Duration::ZERO,
+        );
+        let mut err = Vec::new();
+        host_note("web1", &outcome, Controls::Escaped, &mut err);
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "ctl: web1: failed: refused: \\x1b[1Agone\n"
         );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::controls::{shown, Controls};
 use crate::outcome::{count_statuses, HostOutcome, Status};
 
 /// The closing summary on stderr: counts per status, who did not succeed, and wall time.
@@ -31,8 +32,10 @@ pub fn print_summary(names: &[String], outcomes: &[HostOutcome], wall: Duration)
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-/// The `ctl ping` report: one aligned line per host in target order, or JSON lines.
+/// The `ctl ping` report: one aligned line per host in target order, or JSON lines. What
+/// the agents said (versions, reasons) is shown escaped on a terminal.
 pub fn print_ping(names: &[String], addrs: &[String], outcomes: &[HostOutcome], json: bool) {
+    let controls = Controls::for_ctl_output(false).stdout;
     let mut out = Vec::new();
     let name_width = names.iter().map(String::len).max().unwrap_or(0);
     let addr_width = addrs.iter().map(String::len).max().unwrap_or(0);
@@ -49,13 +52,13 @@ pub fn print_ping(names: &[String], addrs: &[String], outcomes: &[HostOutcome], 
             });
             let _ = writeln!(out, "{line}");
         } else if outcome.is_ok() {
-            let version = outcome.agent_version.as_deref().unwrap_or("?");
+            let version = shown(outcome.agent_version.as_deref().unwrap_or("?"), controls);
             let _ = writeln!(
                 out,
                 "{name:name_width$}  {addr:addr_width$}  ok  {latency_ms:8.2} ms  agent {version}"
             );
         } else {
-            let why = outcome.error.as_deref().unwrap_or("");
+            let why = shown(outcome.error.as_deref().unwrap_or(""), controls);
             let status = outcome.status.as_str();
             let _ = writeln!(
                 out,
@@ -80,8 +83,10 @@ struct TransferJson<'a> {
 
 /// One host's push or pull result as a line, and whether it belongs on stdout: a JSON
 /// object, `web1: ok 100.0 MiB in 0.41s (243.9 MiB/s) -> /srv/f`, or a note on stderr for
-/// a host that did not succeed.
+/// a host that did not succeed. The path and reason come from the agent: they are shown
+/// escaped when the line's stream is a terminal.
 pub fn transfer_line(host: &str, outcome: &HostOutcome, json: bool) -> (String, bool) {
+    let controls = Controls::for_ctl_output(false);
     if json {
         let result = TransferJson {
             host,
@@ -96,13 +101,13 @@ pub fn transfer_line(host: &str, outcome: &HostOutcome, json: bool) -> (String, 
         return (line, true);
     }
     if !outcome.is_ok() {
-        let why = outcome.error.as_deref().unwrap_or("");
+        let why = shown(outcome.error.as_deref().unwrap_or(""), controls.stderr);
         return (
             format!("ctl: {host}: {}: {why}", outcome.status.as_str()),
             false,
         );
     }
-    let path = outcome.path.as_deref().unwrap_or("?");
+    let path = shown(outcome.path.as_deref().unwrap_or("?"), controls.stdout);
     let secs = outcome.duration.as_secs_f64();
     let mib = outcome.bytes as f64 / (1024.0 * 1024.0);
     let line = match outcome.status {
