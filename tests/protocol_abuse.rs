@@ -219,6 +219,159 @@ fn stalled_connections_do_not_block_a_normal_run() {
     drop(stalled);
 }
 
+/// Raises this process's open-file limit to its hard limit and returns the new soft limit,
+/// so a test can hold thousands of sockets.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("can read RLIMIT_NOFILE");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        .expect("can raise RLIMIT_NOFILE to its hard limit");
+    hard
+}
+
+/// How many files and sockets process `pid` has open.
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
+/// Runs `echo fine` on web1 and returns how long ctl took.
+fn timed_run(fleet: &Fleet, agent: &mut Agent) -> Duration {
+    let started = Instant::now();
+    assert_still_serves(fleet, agent);
+    started.elapsed()
+}
+
+/// The size of the flood that starved controllers before the agent had a separate pool for
+/// handshakes (docs/security-net.md).
+const FLOOD_CONNECTIONS: usize = 5_000;
+/// The agent's peak RSS bound behind that flood. The agent now holds only a per-source
+/// limit's worth of the flood's connections at once, so its peak stays close to an idle
+/// agent's; the bound is four times the peak measured (docs/security-net.md,
+/// "Measurements"), and well below what a task and read buffer per held connection cost.
+const FLOOD_PEAK_RSS_KIB: u64 = 32 * 1024;
+
+#[test]
+fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
+    // Tried: 5,000 connections from 127.0.0.1 (ctl's own address) that send nothing or half
+    // a hello and stay open, then a normal run from that address. The agent must drop the
+    // older ones to make room, so it holds only a few sockets, stays small, and serves the
+    // run at once instead of after a handshake timeout.
+    let limit = raise_fd_limit();
+    assert!(
+        limit >= FLOOD_CONNECTIONS as u64 + 512,
+        "RLIMIT_NOFILE hard limit {limit} is too low for {FLOOD_CONNECTIONS} sockets"
+    );
+    let fleet = Fleet::new();
+    let mut agent = Agent::builder(&fleet.key()).start();
+    fleet.write_inventory(&[("web1", agent.addr())], &[]);
+    let quiet = timed_run(&fleet, &mut agent);
+    let fds_before = open_fds(agent.pid());
+    let peak_before = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+
+    let hello = client_hello();
+    let flood_started = Instant::now();
+    let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS)
+        .map(|i| {
+            let mut stream = TcpStream::connect(agent.addr()).expect("can connect to the agent");
+            if i % 2 == 1 {
+                // The agent may have dropped this one already; that is what we want.
+                let _ = stream.write_all(&hello[..hello.len() / 2]);
+            }
+            stream
+        })
+        .collect();
+    let flood_took = flood_started.elapsed();
+    wait_until(
+        "the agent has dropped all but a few of the flood's connections",
+        DROP_DEADLINE,
+        || open_fds(agent.pid()) <= fds_before + 10,
+    );
+    let flooded = timed_run(&fleet, &mut agent);
+    let peak = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+    eprintln!(
+        "flood: {FLOOD_CONNECTIONS} connections opened in {flood_took:?}; ctl run took \
+         {quiet:?} before and {flooded:?} behind them; agent peak RSS {peak} KiB \
+         ({peak_before} KiB before), {} fds open ({fds_before} before)",
+        open_fds(agent.pid())
+    );
+    assert!(
+        peak < FLOOD_PEAK_RSS_KIB,
+        "the agent's peak RSS was {peak} KiB behind {FLOOD_CONNECTIONS} connections, \
+         expected under {FLOOD_PEAK_RSS_KIB} KiB"
+    );
+    drop(flood);
+}
+
+/// The interval of the agent's summaries of failed handshakes (agent/src/failure_report.rs).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+#[test]
+fn many_failed_handshakes_make_a_bounded_number_of_log_lines() {
+    // Tried: 300 connections, one after the other, that each send a frame that is not a
+    // hello and wait to be dropped; then SIGTERM. Every failure must be counted, but in at
+    // most one line of its own and one summary line per interval.
+    const FAILED: u64 = 300;
+    let fleet = Fleet::new();
+    let agent = Agent::builder(&fleet.key()).start();
+    let started = Instant::now();
+    for _ in 0..FAILED {
+        let stream = connect_and_send(agent.addr(), &frame(b"hello, agent"));
+        expect_dropped(stream, "a frame that is not a hello");
+    }
+    agent.terminate();
+    let (mut own_lines, mut summaries, mut counted) = (0, 0, 0);
+    wait_until(
+        "the agent's warnings account for every failed handshake",
+        DROP_DEADLINE,
+        || {
+            let stderr = agent.stderr();
+            own_lines = stderr
+                .matches("handshake failed, dropping connection")
+                .count();
+            summaries = 0;
+            counted = own_lines as u64;
+            for line in stderr
+                .lines()
+                .filter(|line| line.contains("more handshakes failed"))
+            {
+                summaries += 1;
+                counted += failed_count(line);
+            }
+            counted == FAILED
+        },
+    );
+    let intervals = started.elapsed().as_secs() / SUMMARY_INTERVAL.as_secs() + 2;
+    eprintln!(
+        "{FAILED} failed handshakes in {:?}: {own_lines} lines of their own, {summaries} summaries",
+        started.elapsed(),
+    );
+    assert!(
+        own_lines as u64 <= intervals && summaries <= intervals,
+        "{own_lines} lines of their own and {summaries} summaries for {FAILED} failures in \
+         at most {intervals} intervals; stderr:\n{}",
+        agent.stderr()
+    );
+}
+
+/// The `failed=N` field of a summary line (0 when there is none), colours or not.
+fn failed_count(line: &str) -> u64 {
+    let mut plain = String::with_capacity(line.len());
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => plain.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("failed="))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authenticated peers that lie
 

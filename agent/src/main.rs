@@ -7,9 +7,11 @@
 
 mod config;
 mod error;
+mod failure_report;
 mod request;
 mod server;
 mod session;
+mod startups;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -55,9 +57,20 @@ struct Args {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     kill_grace: u64,
 
-    /// Serve at most this many connections at once; more wait in the listen queue.
+    /// Serve at most this many authenticated connections at once; more wait, authenticated,
+    /// until one ends.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
+
+    /// At most this many connections in the handshake at once; a newer one makes the agent
+    /// drop the oldest of the source that has the most.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_startups: u32,
+
+    /// At most this many connections in the handshake at once from one IPv4 address or
+    /// IPv6 /64; a newer one makes the agent drop that source's oldest.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_startups_per_source: u32,
 
     /// Where relative paths of `ctl push` and `ctl pull` resolve (default: the working
     /// folder). Temporary files of interrupted pushes are removed from below it at start.
@@ -126,6 +139,10 @@ async fn run(args: Args) -> Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         kill_grace: Duration::from_secs(args.kill_grace),
         max_connections: args.max_connections,
+        startup_limits: startups::Limits {
+            total: args.max_startups as usize,
+            per_source: args.max_startups_per_source as usize,
+        },
         files_dir,
     });
     let shutdown = CancellationToken::new();
