@@ -1,6 +1,9 @@
 //! Raw bytes at an agent over a plain `TcpStream`: garbage, an oversized length prefix, half
 //! frames, silence and a forged proof. Each time the agent must drop that connection (we see
-//! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`.
+//! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`. Floods
+//! of them: thousands of idle connections must cost the agent a bounded number of sockets
+//! and memory and not delay a run; many failed handshakes, a bounded number of log lines;
+//! and the log folder stays under its cap.
 //!
 //! Frames are a 4-byte big-endian length and a payload; the client speaks first with
 //! `"MSTR" | version | 32-byte nonce` (see common/src/auth.rs).
@@ -351,6 +354,77 @@ fn many_failed_handshakes_make_a_bounded_number_of_log_lines() {
          at most {intervals} intervals; stderr:\n{}",
         agent.stderr()
     );
+}
+
+#[test]
+fn the_log_folder_cap_removes_the_oldest_files_and_keeps_writing() {
+    // Tried: five old days of 1,000 bytes each in the log folder, an agent started with a
+    // cap of 3,000 bytes, then a failed handshake so that it writes a line today.
+    const CAP: u64 = 3_000;
+    let fleet = Fleet::new();
+    let logs = fleet.path("agent-logs");
+    fs::create_dir(&logs).unwrap();
+    for day in 1..=5 {
+        fs::write(
+            logs.join(format!("agent.log.2026-01-0{day}")),
+            [b'o'; 1_000],
+        )
+        .unwrap();
+    }
+    fs::write(logs.join("notes.txt"), "not a log file").unwrap();
+    let agent = Agent::builder(&fleet.key())
+        .flags(&[
+            "--log-dir",
+            text(&logs),
+            "--log-max-bytes",
+            &CAP.to_string(),
+        ])
+        .start();
+
+    let stream = connect_and_send(agent.addr(), &frame(b"hello, agent"));
+    expect_dropped(stream, "a frame that is not a hello");
+    let mut today = String::new();
+    wait_until(
+        "the agent logs the failure to today's file",
+        DROP_DEADLINE,
+        || {
+            today = agent_log_files(&logs)
+                .last()
+                .map(|(name, _)| fs::read_to_string(logs.join(name)).unwrap_or_default())
+                .unwrap_or_default();
+            today.contains("handshake failed")
+        },
+    );
+
+    let files = agent_log_files(&logs);
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names[..2],
+        ["agent.log.2026-01-04", "agent.log.2026-01-05"],
+        "the three oldest days go to leave a part (an eighth of the cap) free: {files:?}"
+    );
+    assert_eq!(names.len(), 3, "{files:?}");
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    assert!(total <= CAP, "{total} bytes of logs, cap {CAP}: {files:?}");
+    assert!(
+        logs.join("notes.txt").exists(),
+        "only log files are removed"
+    );
+}
+
+/// The agent's log files in `dir` (name and size), oldest first.
+fn agent_log_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let len = entry.metadata().ok()?.len();
+            name.starts_with("agent.log.").then_some((name, len))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The `failed=N` field of a summary line (0 when there is none), colours or not.

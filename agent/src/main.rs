@@ -44,6 +44,11 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
 
+    /// Keep at most this many bytes of those files; the oldest are removed first.
+    #[arg(long, default_value_t = common::diagnostics_file::DEFAULT_MAX_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_max_bytes: u64,
+
     /// Drop a connection that has not authenticated within this many seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     handshake_timeout: u64,
@@ -196,7 +201,19 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
         .with_filter(filter());
     let (file_layer, guard) = match &args.log_dir {
         Some(dir) => {
-            let (writer, guard) = common::diagnostics_file::daily_file_writer(dir, "agent.log");
+            let capped = common::diagnostics_file::capped_daily_file_writer(
+                dir,
+                "agent.log",
+                args.log_max_bytes,
+            );
+            let (writer, guard) = match capped {
+                Ok(capped) => capped,
+                Err(err) => {
+                    // Logging is not set up yet; this is a failure to start, like a bad key.
+                    eprintln!("agent: cannot write logs in {}: {err}", dir.display());
+                    std::process::exit(2);
+                }
+            };
             let layer = fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)
