@@ -20,6 +20,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -303,6 +305,77 @@ fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
          expected under {FLOOD_PEAK_RSS_KIB} KiB"
     );
     drop(flood);
+}
+
+/// Connects to `agent` from `source` over and over until `stop` is set (or a bound of
+/// connections or time is reached), keeping the newest `held` connections open. Returns
+/// how many connections it made.
+fn flood_from(
+    source: std::net::IpAddr,
+    agent: SocketAddr,
+    held: usize,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<usize> {
+    const MOST: usize = 200_000;
+    const LONGEST: Duration = Duration::from_secs(120);
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let started = Instant::now();
+            let mut open = std::collections::VecDeque::with_capacity(held);
+            let mut made = 0;
+            while made < MOST && started.elapsed() < LONGEST && !stop.load(Ordering::SeqCst) {
+                let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+                socket
+                    .bind(SocketAddr::new(source, 0))
+                    .expect("can bind the source");
+                let Ok(stream) = socket.connect(agent).await else {
+                    continue;
+                };
+                made += 1;
+                if open.len() == held {
+                    open.pop_front();
+                }
+                open.push_back(stream);
+            }
+            made
+        })
+    })
+}
+
+#[test]
+fn a_flood_from_another_address_never_drops_a_controller_mid_handshake() {
+    // Tried: a thread connecting from 127.0.0.2 as fast as it can, holding its newest 1,000
+    // connections, while ctl (from 127.0.0.1) runs five times. The flooder's source is the
+    // one that gives up its oldest, so ctl's handshakes are never cut.
+    let fleet = Fleet::new();
+    let mut agent = Agent::builder(&fleet.key()).start();
+    fleet.write_inventory(&[("web1", agent.addr())], &[]);
+    let quiet = timed_run(&fleet, &mut agent);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood_from([127, 0, 0, 2].into(), agent.addr(), 1_000, stop.clone());
+    let flood_started = Instant::now();
+    wait_until("the flood is under way", DROP_DEADLINE, || {
+        open_fds(agent.pid()) > 15 || flooder.is_finished()
+    });
+    let runs: Vec<Duration> = (0..5).map(|_| timed_run(&fleet, &mut agent)).collect();
+    stop.store(true, Ordering::SeqCst);
+    let made = flooder.join().expect("the flooder does not panic");
+    let peak = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+    eprintln!(
+        "flood from 127.0.0.2: {made} connections in {:?}; ctl run took {quiet:?} before, \
+         {runs:?} during; agent peak RSS {peak} KiB",
+        flood_started.elapsed()
+    );
+    assert!(made > 0, "the flood made no connection");
+    assert!(
+        peak < FLOOD_PEAK_RSS_KIB,
+        "the agent's peak RSS was {peak} KiB, expected under {FLOOD_PEAK_RSS_KIB} KiB"
+    );
 }
 
 /// The interval of the agent's summaries of failed handshakes (agent/src/failure_report.rs).

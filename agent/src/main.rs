@@ -158,7 +158,9 @@ async fn run(args: Args) -> Result<()> {
 }
 
 /// Binds with SO_REUSEADDR, so a restarted agent can listen again at once even while
-/// connections of its previous life sit in TIME_WAIT.
+/// connections of its previous life sit in TIME_WAIT. The listen queue is as long as
+/// Linux allows by default (`net.core.somaxconn`), so a burst of connections that outruns
+/// the accept loop for a moment does not make a controller's SYN wait for a retransmit.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -166,7 +168,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(4096)
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
