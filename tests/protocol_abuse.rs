@@ -249,10 +249,10 @@ fn timed_run(fleet: &Fleet, agent: &mut Agent) -> Duration {
 /// The size of the flood that starved controllers before the agent had a separate pool for
 /// handshakes (docs/security-net.md).
 const FLOOD_CONNECTIONS: usize = 5_000;
-/// The agent's peak RSS bound behind that flood. The agent now holds only a per-source
-/// limit's worth of the flood's connections at once, so its peak stays close to an idle
-/// agent's; the bound is four times the peak measured (docs/security-net.md,
-/// "Measurements"), and well below what a task and read buffer per held connection cost.
+/// The agent's peak RSS bound behind such floods. The agent holds only a per-source
+/// limit's worth of a flood's connections at once, so its peak stays close to an idle
+/// agent's; the bound leaves room for noise above the peaks measured and is half of what
+/// an agent holding every flood connection reached (docs/security-net.md, "Measurements").
 const FLOOD_PEAK_RSS_KIB: u64 = 32 * 1024;
 
 #[test]
@@ -289,7 +289,9 @@ fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
     wait_until(
         "the agent has dropped all but a few of the flood's connections",
         DROP_DEADLINE,
-        || open_fds(agent.pid()) <= fds_before + 10,
+        // The newest `--max-startups-per-source` (10) stay until their handshake timeout;
+        // the margin is for ones being closed as we look.
+        || open_fds(agent.pid()) <= fds_before + 16,
     );
     let flooded = timed_run(&fleet, &mut agent);
     let peak = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
