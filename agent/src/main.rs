@@ -69,12 +69,12 @@ struct Args {
 
     /// At most this many connections in the handshake at once; a newer one makes the agent
     /// drop the oldest of the source that has the most.
-    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_startups: u32,
 
     /// At most this many connections in the handshake at once from one IPv4 address or
     /// IPv6 /64; a newer one makes the agent drop that source's oldest.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_startups_per_source: u32,
 
     /// Where relative paths of `ctl push` and `ctl pull` resolve (default: the working

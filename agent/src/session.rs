@@ -40,8 +40,8 @@ pub enum HandshakeError {
 }
 
 /// Runs the handshake on a new connection. `None` when it failed (reported to `failures`).
-/// The connection's place among the startups is given up
-/// when this returns, before the caller waits for a session slot.
+/// The connection's place among the startups is given up when this returns, before the
+/// caller waits for a session slot.
 pub async fn authenticate(
     stream: TcpStream,
     peer: SocketAddr,
