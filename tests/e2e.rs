@@ -22,7 +22,8 @@ mod process;
 mod auth;
 
 // Peers that break the protocol. Raw bytes at an agent (garbage, oversized or half frames,
-// silence, a forged proof): the agent drops the connection and keeps serving everyone else.
+// silence, a forged proof): the agent drops the connection and keeps serving everyone else,
+// also behind floods of them (bounded sockets, memory, log lines and log folder size).
 // Authenticated fakes built from `common`: an agent that answers a pull with paths that
 // escape (ctl refuses, writes nothing outside its folder) and a controller that lies about
 // a pushed file (the agent refuses and keeps the old file). Fakes go here, not in the module

@@ -1,6 +1,9 @@
 //! Raw bytes at an agent over a plain `TcpStream`: garbage, an oversized length prefix, half
 //! frames, silence and a forged proof. Each time the agent must drop that connection (we see
-//! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`.
+//! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`. Floods
+//! of them: thousands of idle connections must cost the agent a bounded number of sockets
+//! and memory and not delay a run; many failed handshakes, a bounded number of log lines;
+//! and the log folder stays under its cap.
 //!
 //! Frames are a 4-byte big-endian length and a payload; the client speaks first with
 //! `"MSTR" | version | 32-byte nonce` (see common/src/auth.rs).
@@ -17,6 +20,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -217,6 +222,303 @@ fn stalled_connections_do_not_block_a_normal_run() {
         started.elapsed()
     );
     drop(stalled);
+}
+
+/// Raises this process's open-file limit to its hard limit and returns the new soft limit,
+/// so a test can hold thousands of sockets.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("can read RLIMIT_NOFILE");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        .expect("can raise RLIMIT_NOFILE to its hard limit");
+    hard
+}
+
+/// How many files and sockets process `pid` has open.
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
+/// Runs `echo fine` on web1 and returns how long ctl took.
+fn timed_run(fleet: &Fleet, agent: &mut Agent) -> Duration {
+    let started = Instant::now();
+    assert_still_serves(fleet, agent);
+    started.elapsed()
+}
+
+/// The size of the flood that starved controllers before the agent had a separate pool for
+/// handshakes (docs/security-net.md).
+const FLOOD_CONNECTIONS: usize = 5_000;
+/// The agent's peak RSS bound behind such floods. The agent holds only a per-source
+/// limit's worth of a flood's connections at once, so its peak stays close to an idle
+/// agent's; the bound leaves room for noise above the peaks measured and is half of what
+/// an agent holding every flood connection reached (docs/security-net.md, "Measurements").
+const FLOOD_PEAK_RSS_KIB: u64 = 32 * 1024;
+
+#[test]
+fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
+    // Tried: 5,000 connections from 127.0.0.1 (ctl's own address) that send nothing or half
+    // a hello and stay open, then a normal run from that address. The agent must drop the
+    // older ones to make room, so it holds only a few sockets, stays small, and serves the
+    // run at once instead of after a handshake timeout.
+    let limit = raise_fd_limit();
+    assert!(
+        limit >= FLOOD_CONNECTIONS as u64 + 512,
+        "RLIMIT_NOFILE hard limit {limit} is too low for {FLOOD_CONNECTIONS} sockets"
+    );
+    let fleet = Fleet::new();
+    let mut agent = Agent::builder(&fleet.key()).start();
+    fleet.write_inventory(&[("web1", agent.addr())], &[]);
+    let quiet = timed_run(&fleet, &mut agent);
+    let fds_before = open_fds(agent.pid());
+    let peak_before = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+
+    let hello = client_hello();
+    let flood_started = Instant::now();
+    let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS)
+        .map(|i| {
+            let mut stream = TcpStream::connect(agent.addr()).expect("can connect to the agent");
+            if i % 2 == 1 {
+                // The agent may have dropped this one already; that is what we want.
+                let _ = stream.write_all(&hello[..hello.len() / 2]);
+            }
+            stream
+        })
+        .collect();
+    let flood_took = flood_started.elapsed();
+    wait_until(
+        "the agent has dropped all but a few of the flood's connections",
+        DROP_DEADLINE,
+        // The newest `--max-startups-per-source` (64) stay until their handshake timeout;
+        // the margin is for ones being closed as we look.
+        || open_fds(agent.pid()) <= fds_before + 70,
+    );
+    let flooded = timed_run(&fleet, &mut agent);
+    let peak = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+    eprintln!(
+        "flood: {FLOOD_CONNECTIONS} connections opened in {flood_took:?}; ctl run took \
+         {quiet:?} before and {flooded:?} behind them; agent peak RSS {peak} KiB \
+         ({peak_before} KiB before), {} fds open ({fds_before} before)",
+        open_fds(agent.pid())
+    );
+    assert!(
+        peak < FLOOD_PEAK_RSS_KIB,
+        "the agent's peak RSS was {peak} KiB behind {FLOOD_CONNECTIONS} connections, \
+         expected under {FLOOD_PEAK_RSS_KIB} KiB"
+    );
+    drop(flood);
+}
+
+/// Connects to `agent` from `source` over and over until `stop` is set (or a bound of
+/// connections or time is reached), keeping the newest `held` connections open. Returns
+/// how many connections it made.
+fn flood_from(
+    source: std::net::IpAddr,
+    agent: SocketAddr,
+    held: usize,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<usize> {
+    const MOST: usize = 200_000;
+    const LONGEST: Duration = Duration::from_secs(120);
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let started = Instant::now();
+            let mut open = std::collections::VecDeque::with_capacity(held);
+            let mut made = 0;
+            while made < MOST && started.elapsed() < LONGEST && !stop.load(Ordering::SeqCst) {
+                let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+                socket
+                    .bind(SocketAddr::new(source, 0))
+                    .expect("can bind the source");
+                let Ok(stream) = socket.connect(agent).await else {
+                    continue;
+                };
+                made += 1;
+                if open.len() == held {
+                    open.pop_front();
+                }
+                open.push_back(stream);
+            }
+            made
+        })
+    })
+}
+
+#[test]
+fn a_flood_from_another_address_never_drops_a_controller_mid_handshake() {
+    // Tried: a thread connecting from 127.0.0.2 as fast as it can, holding its newest 1,000
+    // connections, while ctl (from 127.0.0.1) runs five times. The flooder's source is the
+    // one that gives up its oldest, so ctl's handshakes are never cut.
+    let fleet = Fleet::new();
+    let mut agent = Agent::builder(&fleet.key()).start();
+    fleet.write_inventory(&[("web1", agent.addr())], &[]);
+    let quiet = timed_run(&fleet, &mut agent);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood_from([127, 0, 0, 2].into(), agent.addr(), 1_000, stop.clone());
+    let flood_started = Instant::now();
+    wait_until("the flood is under way", DROP_DEADLINE, || {
+        open_fds(agent.pid()) > 15 || flooder.is_finished()
+    });
+    let runs: Vec<Duration> = (0..5).map(|_| timed_run(&fleet, &mut agent)).collect();
+    stop.store(true, Ordering::SeqCst);
+    let made = flooder.join().expect("the flooder does not panic");
+    let peak = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
+    eprintln!(
+        "flood from 127.0.0.2: {made} connections in {:?}; ctl run took {quiet:?} before, \
+         {runs:?} during; agent peak RSS {peak} KiB",
+        flood_started.elapsed()
+    );
+    assert!(made > 0, "the flood made no connection");
+    assert!(
+        peak < FLOOD_PEAK_RSS_KIB,
+        "the agent's peak RSS was {peak} KiB, expected under {FLOOD_PEAK_RSS_KIB} KiB"
+    );
+}
+
+/// The interval of the agent's summaries of failed handshakes (agent/src/failure_report.rs).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+#[test]
+fn many_failed_handshakes_make_a_bounded_number_of_log_lines() {
+    // Tried: 300 connections, one after the other, that each send a frame that is not a
+    // hello and wait to be dropped; then SIGTERM. Every failure must be counted, but in at
+    // most one line of its own and one summary line per interval.
+    const FAILED: u64 = 300;
+    let fleet = Fleet::new();
+    let agent = Agent::builder(&fleet.key()).start();
+    let started = Instant::now();
+    for _ in 0..FAILED {
+        let stream = connect_and_send(agent.addr(), &frame(b"hello, agent"));
+        expect_dropped(stream, "a frame that is not a hello");
+    }
+    agent.terminate();
+    let (mut own_lines, mut summaries, mut counted) = (0, 0, 0);
+    wait_until(
+        "the agent's warnings account for every failed handshake",
+        DROP_DEADLINE,
+        || {
+            let stderr = agent.stderr();
+            own_lines = stderr
+                .matches("handshake failed, dropping connection")
+                .count();
+            summaries = 0;
+            counted = own_lines as u64;
+            for line in stderr
+                .lines()
+                .filter(|line| line.contains("more handshakes failed"))
+            {
+                summaries += 1;
+                counted += failed_count(line);
+            }
+            counted == FAILED
+        },
+    );
+    let intervals = started.elapsed().as_secs() / SUMMARY_INTERVAL.as_secs() + 2;
+    eprintln!(
+        "{FAILED} failed handshakes in {:?}: {own_lines} lines of their own, {summaries} summaries",
+        started.elapsed(),
+    );
+    assert!(
+        own_lines as u64 <= intervals && summaries <= intervals,
+        "{own_lines} lines of their own and {summaries} summaries for {FAILED} failures in \
+         at most {intervals} intervals; stderr:\n{}",
+        agent.stderr()
+    );
+}
+
+#[test]
+fn the_log_folder_cap_removes_the_oldest_files_and_keeps_writing() {
+    // Tried: five old days of 1,000 bytes each in the log folder, an agent started with a
+    // cap of 3,000 bytes, then a failed handshake so that it writes a line today.
+    const CAP: u64 = 3_000;
+    let fleet = Fleet::new();
+    let logs = fleet.path("agent-logs");
+    fs::create_dir(&logs).unwrap();
+    for day in 1..=5 {
+        fs::write(
+            logs.join(format!("agent.log.2026-01-0{day}")),
+            [b'o'; 1_000],
+        )
+        .unwrap();
+    }
+    fs::write(logs.join("notes.txt"), "not a log file").unwrap();
+    let agent = Agent::builder(&fleet.key())
+        .flags(&[
+            "--log-dir",
+            text(&logs),
+            "--log-max-bytes",
+            &CAP.to_string(),
+        ])
+        .start();
+
+    let stream = connect_and_send(agent.addr(), &frame(b"hello, agent"));
+    expect_dropped(stream, "a frame that is not a hello");
+    let mut today = String::new();
+    wait_until(
+        "the agent logs the failure to today's file",
+        DROP_DEADLINE,
+        || {
+            today = agent_log_files(&logs)
+                .last()
+                .map(|(name, _)| fs::read_to_string(logs.join(name)).unwrap_or_default())
+                .unwrap_or_default();
+            today.contains("handshake failed")
+        },
+    );
+
+    let files = agent_log_files(&logs);
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names[..2],
+        ["agent.log.2026-01-04", "agent.log.2026-01-05"],
+        "the three oldest days go to leave a part (an eighth of the cap) free: {files:?}"
+    );
+    assert_eq!(names.len(), 3, "{files:?}");
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    assert!(total <= CAP, "{total} bytes of logs, cap {CAP}: {files:?}");
+    assert!(
+        logs.join("notes.txt").exists(),
+        "only log files are removed"
+    );
+}
+
+/// The agent's log files in `dir` (name and size), oldest first.
+fn agent_log_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let len = entry.metadata().ok()?.len();
+            name.starts_with("agent.log.").then_some((name, len))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `failed=N` field of a summary line (0 when there is none), colours or not.
+fn failed_count(line: &str) -> u64 {
+    let mut plain = String::with_capacity(line.len());
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => plain.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("failed="))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

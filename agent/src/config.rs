@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::key::Key;
 
+use crate::startups::Limits;
+
 /// Settings every session reads.
 #[derive(Debug)]
 pub struct Config {
@@ -21,8 +23,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time between SIGTERM and SIGKILL when a command is stopped.
     pub kill_grace: Duration,
-    /// Connections served at once.
+    /// Authenticated connections served at once.
     pub max_connections: usize,
+    /// Connections in the handshake at once, in all and per source.
+    pub startup_limits: Limits,
     /// Where relative paths of pushes and pulls resolve.
     pub files_dir: PathBuf,
     /// The environment every command starts with, but its `MUSTER_OP_ID`

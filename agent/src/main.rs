@@ -14,9 +14,11 @@ mod command_env;
 mod config;
 mod descriptors;
 mod error;
+mod failure_report;
 mod request;
 mod server;
 mod session;
+mod startups;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -50,6 +52,11 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
 
+    /// Keep at most this many bytes of those files; the oldest are removed first.
+    #[arg(long, default_value_t = common::diagnostics_file::DEFAULT_MAX_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_max_bytes: u64,
+
     /// Drop a connection that has not authenticated within this many seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     handshake_timeout: u64,
@@ -63,9 +70,20 @@ struct Args {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     kill_grace: u64,
 
-    /// Serve at most this many connections at once; more wait in the listen queue.
+    /// Serve at most this many authenticated connections at once; more wait, authenticated,
+    /// until one ends.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
+
+    /// At most this many connections in the handshake at once; a newer one makes the agent
+    /// drop the oldest of the source that has the most.
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_startups: u32,
+
+    /// At most this many connections in the handshake at once from one IPv4 address or
+    /// IPv6 /64; a newer one makes the agent drop that source's oldest.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_startups_per_source: u32,
 
     /// Where relative paths of `ctl push` and `ctl pull` resolve (default: the working
     /// folder). Temporary files of interrupted pushes are removed from below it at start.
@@ -92,7 +110,7 @@ fn main() -> std::process::ExitCode {
     // First, while the process has a single thread (see `descriptors`).
     let inherited = descriptors::mark_inherited_cloexec();
     if let Some(dir) = &args.log_dir {
-        if let Err(err) = common::daily_file::create_private_dir(dir) {
+        if let Err(err) = common::private_file::create_private_dir(dir) {
             let err = anyhow::Error::new(err)
                 .context(format!("cannot create the log folder {}", dir.display()));
             return fail(&err);
@@ -200,6 +218,10 @@ async fn run(args: Args) -> Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         kill_grace: Duration::from_secs(args.kill_grace),
         max_connections: args.max_connections,
+        startup_limits: startups::Limits {
+            total: args.max_startups as usize,
+            per_source: args.max_startups_per_source as usize,
+        },
         files_dir,
         command_env: command_env::base_env(
             &command_env::Account::current(),
@@ -215,7 +237,9 @@ async fn run(args: Args) -> Result<()> {
 }
 
 /// Binds with SO_REUSEADDR, so a restarted agent can listen again at once even while
-/// connections of its previous life sit in TIME_WAIT.
+/// connections of its previous life sit in TIME_WAIT. The listen queue is as long as
+/// Linux allows by default (`net.core.somaxconn`), so a burst of connections that outruns
+/// the accept loop for a moment does not make a controller's SYN wait for a retransmit.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -223,7 +247,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(4096)
 }
 
 /// The signals the agent handles: SIGTERM and SIGINT stop it, SIGHUP is ignored.
@@ -278,7 +302,19 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
         .with_filter(filter());
     let (file_layer, guard) = match &args.log_dir {
         Some(dir) => {
-            let (writer, guard) = common::diagnostics_file::daily_file_writer(dir, "agent.log");
+            let capped = common::diagnostics_file::capped_daily_file_writer(
+                dir,
+                "agent.log",
+                args.log_max_bytes,
+            );
+            let (writer, guard) = match capped {
+                Ok(capped) => capped,
+                Err(err) => {
+                    // Logging is not set up yet; this is a failure to start, like a bad key.
+                    eprintln!("agent: cannot write logs in {}: {err}", dir.display());
+                    std::process::exit(2);
+                }
+            };
             let layer = fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)

@@ -2,11 +2,17 @@
 //! until the controller closes, goes quiet for too long, or the agent shuts down.
 //!
 //! Every way a connection can go wrong (bad handshake, garbage, an oversized or half frame,
-//! a stalled peer) ends here with one log line in the connection's span and a closed socket.
-//! Nothing a peer sends before it authenticates is acted upon. What a request does, and how
-//! it answers, is the request's own business.
+//! a stalled peer) ends here with a closed socket and a log line in the connection's span;
+//! for a failed handshake that line may be folded into a summary (see
+//! [`crate::failure_report`]), because anyone can cause those. Nothing a peer sends before
+//! it authenticates is acted upon. What a request does, and how it answers, is the request's
+//! own business. How many connections may be in the handshake, or in a session, is the
+//! server's.
 
-use common::auth;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::auth::{self, AuthError};
 use common::channel::{Channel, RecvError};
 use common::frame;
 use common::message::Request;
@@ -15,29 +21,60 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::ConnectionError;
+use crate::failure_report::FailureReport;
 use crate::request::Action;
+use crate::startups::{Eviction, Startup};
 
-/// Serves one connection to its end. Never returns an error: there is nobody to return it
-/// to, so the reason is logged instead.
-pub async fn serve(stream: TcpStream, config: &Config, shutdown: &CancellationToken) {
+/// Why a connection did not get through the handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The peer did not finish the handshake within the handshake timeout.
+    #[error("handshake timed out after {}s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The peer broke the handshake or did not prove the key.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A newer unauthenticated connection took this one's place.
+    #[error(transparent)]
+    Evicted(#[from] Eviction),
+}
+
+/// Runs the handshake on a new connection. `None` when it failed (reported to `failures`).
+/// The connection's place among the startups is given up when this returns, before the
+/// caller waits for a session slot.
+pub async fn authenticate(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Config,
+    mut startup: Startup,
+    failures: &FailureReport,
+) -> Option<Channel<TcpStream>> {
     // Output lines are small and latency matters more than packing them.
     let _ = stream.set_nodelay(true);
     let handshake = auth::server_handshake(frame::framed(stream), &config.key);
-    let mut channel = match tokio::time::timeout(config.handshake_timeout, handshake).await {
-        Err(_) => {
-            tracing::warn!(
-                timeout_s = config.handshake_timeout.as_secs(),
-                "handshake timed out, dropping connection"
-            );
-            return;
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "handshake failed, dropping connection");
-            return;
-        }
-        Ok(Ok(channel)) => channel,
+    let outcome = tokio::select! {
+        eviction = startup.evicted() => Err(HandshakeError::Evicted(eviction)),
+        done = tokio::time::timeout(config.handshake_timeout, handshake) => match done {
+            Err(_) => Err(HandshakeError::TimedOut(config.handshake_timeout)),
+            Ok(result) => result.map_err(HandshakeError::Auth),
+        },
     };
-    tracing::debug!("authenticated");
+    drop(startup);
+    match outcome {
+        Ok(channel) => {
+            tracing::debug!("authenticated");
+            Some(channel)
+        }
+        Err(err) => {
+            failures.record(peer, &err);
+            None
+        }
+    }
+}
+
+/// Serves an authenticated connection to its end. Never returns an error: there is nobody
+/// to return it to, so the reason is logged instead.
+pub async fn serve(mut channel: Channel<TcpStream>, config: &Config, shutdown: &CancellationToken) {
     match answer_requests(&mut channel, config, shutdown).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(reason) => tracing::warn!(%reason, "dropping connection"),

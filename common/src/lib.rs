@@ -15,8 +15,8 @@
 //! both sides write, [`folder`] how they open folders by path without following links,
 //! [`atomic_file`] how they write files that appear whole or not at all, [`chunk_reader`]
 //! how they read the file data they send, [`hashing_writer`] how they write the file data
-//! they receive, and [`diagnostics_file`] where they keep their diagnostics (in a
-//! [`daily_file`] only its owner may read). What only one side needs lives in that side's
+//! they receive, [`diagnostics_file`] where they keep their diagnostics, and
+//! [`private_file`] how they create files only their owner may read. What only one side needs lives in that side's
 //! crate (the inventory, for one, is `ctl`'s). `docs/PROTOCOL.md` describes the same protocol for people writing
 //! another peer; keep the two in step.
 #![warn(missing_docs)]
@@ -25,7 +25,6 @@ pub mod atomic_file;
 pub mod auth;
 pub mod channel;
 pub mod chunk_reader;
-pub mod daily_file;
 pub mod diagnostics_file;
 pub mod digest;
 pub mod folder;
@@ -33,6 +32,7 @@ pub mod frame;
 pub mod hashing_writer;
 pub mod key;
 pub mod message;
+pub mod private_file;
 
 /// The protocol version both sides put into the handshake. A peer speaking another version is
 /// refused during the handshake, before any request is read.

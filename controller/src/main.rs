@@ -94,7 +94,7 @@ fn init_logging(
     // A log folder that cannot be created is reported by the operation itself; diagnostics
     // then go to stderr only.
     let file = file_dir
-        .filter(|dir| common::daily_file::create_private_dir(dir).is_ok())
+        .filter(|dir| common::private_file::create_private_dir(dir).is_ok())
         .map(|dir| common::diagnostics_file::daily_file_writer(dir, "ctl.log"));
     let (file_layer, guard) = match file {
         Some((writer, guard)) => {

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use anyhow::{Context, Result};
-use common::daily_file::{create_private_dir, FILE_MODE};
 pub use common::digest::sha256_hex;
 use common::message::Stream;
+use common::private_file::{create_private_dir, FILE_MODE};
 use serde::{Deserialize, Serialize};
 
 use crate::stream_pair::StreamPair;

@@ -18,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use common::daily_file::{create_private_dir, FILE_MODE};
+use common::private_file::{create_private_dir, FILE_MODE};
 
 use super::record::Record;
 use super::seal::{self, Location, LogKey, GENESIS};
