@@ -10,6 +10,9 @@ pub mod pull;
 pub mod push;
 pub mod run;
 
+#[cfg(test)]
+mod entry_path_properties;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -282,3 +282,85 @@ mod tests {
         assert!(matches!(err, RangeError::TooLarge { .. }), "got {err:?}");
     }
 }
+
+/// Property tests: patterns built from known parts expand to the nested loops they stand
+/// for, and any text expands or fails without panicking (the fuzz target `range` checks the
+/// same on nightly).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One part of a generated pattern and the strings it stands for.
+    #[derive(Debug, Clone)]
+    enum Part {
+        Literal(String),
+        Range { start: u64, len: u64, padded: bool },
+    }
+
+    impl Part {
+        fn written(&self) -> String {
+            match self {
+                Part::Literal(text) => text.clone(),
+                Part::Range {
+                    start,
+                    len,
+                    padded: true,
+                } => format!("[0{start}:{}]", start + len),
+                Part::Range { start, len, .. } => format!("[{start}:{}]", start + len),
+            }
+        }
+
+        fn values(&self) -> Vec<String> {
+            match self {
+                Part::Literal(text) => vec![text.clone()],
+                Part::Range { start, len, padded } => {
+                    let width = if *padded {
+                        format!("0{start}").len()
+                    } else {
+                        0
+                    };
+                    (*start..=start + len)
+                        .map(|n| format!("{n:0width$}"))
+                        .collect()
+                }
+            }
+        }
+    }
+
+    fn part() -> impl Strategy<Value = Part> {
+        prop_oneof![
+            "[a-z.:\\-\\]]{0,4}".prop_map(Part::Literal),
+            (0u64..2000, 0u64..5, any::<bool>()).prop_map(|(start, len, padded)| Part::Range {
+                start,
+                len,
+                padded
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_pattern_expands_to_its_parts_in_nested_loops(parts in proptest::collection::vec(part(), 0..5)) {
+            let pattern: String = parts.iter().map(Part::written).collect();
+            let mut expected = vec![String::new()];
+            for part in &parts {
+                expected = expected
+                    .iter()
+                    .flat_map(|prefix| part.values().into_iter().map(move |v| format!("{prefix}{v}")))
+                    .collect();
+            }
+            prop_assert_eq!(expand(&pattern).unwrap(), expected, "{}", pattern);
+        }
+
+        #[test]
+        fn any_text_expands_or_fails_without_panicking(pattern in "[a0-9:\\[\\]]{0,24}|(?s).{0,24}") {
+            if let Ok(names) = expand(&pattern) {
+                prop_assert!(!names.is_empty() && names.len() <= MAX_EXPANSION);
+                if !pattern.contains('[') {
+                    prop_assert_eq!(names, [pattern]);
+                }
+            }
+        }
+    }
+}
