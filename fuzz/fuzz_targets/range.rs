@@ -3,12 +3,12 @@
 //!
 //! Input: the pattern, as UTF-8.
 //!
-//! Invariant: no panic; an expansion has between 1 and `MAX_EXPANSION` entries; a pattern
-//! without `[` expands to itself alone.
+//! Invariant: no panic; an expansion has between 1 and `MAX_EXPANSION` entries that take at
+//! most `MAX_EXPANSION_BYTES` together; a pattern without `[` expands to itself alone.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_fuzz::inventory::range::{expand, MAX_EXPANSION};
+use muster_fuzz::inventory::range::{expand, MAX_EXPANSION, MAX_EXPANSION_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(pattern) = std::str::from_utf8(data) else {
@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
         "{} names",
         names.len()
     );
+    let bytes: usize = names.iter().map(String::len).sum();
+    assert!(bytes <= MAX_EXPANSION_BYTES, "{bytes} bytes of names");
     if !pattern.contains('[') {
         assert_eq!(names, [pattern]);
     }
