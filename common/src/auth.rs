@@ -437,3 +437,93 @@ mod tests {
         );
     }
 }
+
+/// Property tests of what a peer sends before it has proved anything: the hellos, parsed
+/// alone, and whole handshakes against arbitrary bytes (the fuzz targets `handshake_agent`
+/// and `handshake_ctl` check the same on nightly).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::frame::framed;
+    use proptest::prelude::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn key() -> Key {
+        Key::from_hex(&"5a".repeat(32)).unwrap()
+    }
+
+    /// A hello-shaped frame: usually the magic and our version, then any bytes.
+    fn hello_like() -> impl Strategy<Value = Vec<u8>> {
+        let magic = prop_oneof![
+            Just(MAGIC.to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..5)
+        ];
+        let version = prop_oneof![Just(PROTOCOL_VERSION), any::<u8>()];
+        let rest = proptest::collection::vec(any::<u8>(), 0..80);
+        (magic, version, rest)
+            .prop_map(|(magic, version, rest)| [magic, vec![version], rest].concat())
+    }
+
+    /// What a peer sends: hello-shaped and arbitrary frames, framed as the codec frames
+    /// them, sometimes followed by loose bytes.
+    fn peer_stream() -> impl Strategy<Value = Vec<u8>> {
+        let frame = prop_oneof![hello_like(), proptest::collection::vec(any::<u8>(), 0..40)];
+        let frames = proptest::collection::vec(frame, 0..4);
+        let tail = proptest::collection::vec(any::<u8>(), 0..8);
+        (frames, tail).prop_map(|(frames, tail)| {
+            let mut out = Vec::new();
+            for frame in frames {
+                out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+                out.extend_from_slice(&frame);
+            }
+            out.extend_from_slice(&tail);
+            out
+        })
+    }
+
+    /// Runs one side against a peer that sends `peer` and closes its sending half.
+    fn against(peer: &[u8], agent_side: bool) -> Result<(), AuthError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+            theirs.write_all(peer).await.unwrap();
+            theirs.shutdown().await.unwrap();
+            let key = key();
+            let got = if agent_side {
+                server_handshake(framed(ours), &key).await.map(drop)
+            } else {
+                let first = Packet::Control(Request::Ping);
+                client_handshake(framed(ours), &key, Some(&first))
+                    .await
+                    .map(drop)
+            };
+            drop(theirs);
+            got
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_hello_parses_only_with_the_magic_our_version_and_its_exact_length(frame in hello_like()) {
+            let well_formed = |rest_len: usize| {
+                frame.len() == MAGIC.len() + 1 + rest_len
+                    && frame.starts_with(MAGIC)
+                    && frame[MAGIC.len()] == PROTOCOL_VERSION
+            };
+            prop_assert_eq!(parse_client_hello(&frame).is_ok(), well_formed(NONCE_LEN));
+            prop_assert_eq!(parse_server_hello(&frame).is_ok(), well_formed(NONCE_LEN + PROOF_LEN));
+        }
+
+        #[test]
+        fn an_agent_never_accepts_a_client_that_did_not_see_its_nonce(peer in peer_stream()) {
+            prop_assert!(against(&peer, true).is_err());
+        }
+
+        #[test]
+        fn ctl_never_accepts_an_agent_that_did_not_see_its_nonce(peer in peer_stream()) {
+            prop_assert!(against(&peer, false).is_err());
+        }
+    }
+}

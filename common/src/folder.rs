@@ -147,6 +147,22 @@ impl Folder {
         step(self, name, true)
     }
 
+    /// Opens the folders `names` below this one in turn, creating the missing ones, not
+    /// through any link: where an entry whose wire path is `names` plus one last name goes.
+    ///
+    /// # Errors
+    /// As [`Folder::child_folder_or_create`], naming the first folder that failed.
+    pub fn descend_or_create(&self, names: &[&str]) -> Result<Folder, OpenError> {
+        let mut folder = self.try_clone().map_err(|source| OpenError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        for name in names {
+            folder = folder.child_folder_or_create(OsStr::new(name))?;
+        }
+        Ok(folder)
+    }
+
     /// Opens the entry `name` in this folder with `flags` and `O_NOFOLLOW`: a link there is
     /// reported as [`Child::Link`] with its target, never followed.
     ///
@@ -179,6 +195,23 @@ impl AsFd for Folder {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// The names of a `/`-separated relative path from the wire, or `None` when that path
+/// could leave the folder it is taken in: an absolute path, `..`, `.`, an empty part, a NUL.
+pub fn plain_names(wire_path: &str) -> Option<Vec<&str>> {
+    if wire_path.is_empty() || wire_path.contains('\0') {
+        return None;
+    }
+    let names: Vec<&str> = wire_path.split('/').collect();
+    let all_plain = names.iter().all(|name| {
+        !name.is_empty()
+            && matches!(
+                Path::new(name).components().collect::<Vec<_>>().as_slice(),
+                [Component::Normal(_)]
+            )
+    });
+    all_plain.then_some(names)
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -267,6 +300,31 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
+    fn plain_relative_paths_are_split_into_names() {
+        assert_eq!(
+            plain_names("app/logs/x.log"),
+            Some(vec!["app", "logs", "x.log"])
+        );
+    }
+
+    #[test]
+    fn paths_that_could_escape_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./x",
+            "a/.",
+            "x\0y",
+            "..",
+        ] {
+            assert_eq!(plain_names(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_plain_path_opens_and_missing_folders_are_made() {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("a").join("b");
@@ -334,6 +392,88 @@ mod tests {
         match folder.open_child("l".as_ref(), OFlags::RDONLY).unwrap() {
             Child::Link(target) => assert_eq!(target, Path::new("f")),
             other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Property tests of what `ctl pull` does with an entry path from an agent: [`plain_names`],
+/// then [`Folder::descend_or_create`] for the folders on the way. The fuzz target
+/// `entry_path` checks the same on nightly.
+///
+/// Each case runs in a fresh folder that holds a link `link` to a folder outside it and a
+/// regular file `file`, as an earlier entry of a hostile pull could have planted them.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One `/`-separated part of a wire path: mostly plain names, often one that must be
+    /// refused or that leads into what is planted.
+    fn part() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-c]{1,3}",
+            1 => Just("..".to_owned()),
+            1 => Just(".".to_owned()),
+            1 => Just(String::new()),
+            1 => Just("link".to_owned()),
+            1 => Just("file".to_owned()),
+            1 => Just("a\0b".to_owned()),
+            1 => "(?s).{1,4}",
+        ]
+    }
+
+    fn wire_path() -> impl Strategy<Value = String> {
+        (any::<bool>(), proptest::collection::vec(part(), 1..5)).prop_map(|(absolute, parts)| {
+            format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"))
+        })
+    }
+
+    /// Checks what the two steps promise for `wire` below `base`.
+    fn check(base: &Path, outside: &Path, wire: &str) -> Result<(), TestCaseError> {
+        let names = plain_names(wire);
+        let plain = !wire.is_empty()
+            && !wire.contains('\0')
+            && wire.split('/').all(|p| !matches!(p, "" | "." | ".."));
+        prop_assert_eq!(names.is_some(), plain, "{:?}", wire);
+        if let Some(names) = names {
+            prop_assert_eq!(names.len(), wire.split('/').count());
+            let (_, folders) = names.split_last().expect("at least one name");
+            let got = Folder::open(base)
+                .expect("base opens")
+                .descend_or_create(folders);
+            // Only the first name can be what is planted: deeper folders are made here.
+            let through_planted = names.len() > 1 && matches!(names[0], "link" | "file");
+            prop_assert_eq!(got.is_ok(), !through_planted, "{:?}: {:?}", wire, got);
+            if let Ok(folder) = got {
+                let mut expected = base.to_owned();
+                expected.extend(folders);
+                prop_assert_eq!(folder.path(), expected.as_path());
+                let mut on_the_way = base.to_owned();
+                for name in folders {
+                    on_the_way.push(name);
+                    let is_dir = std::fs::symlink_metadata(&on_the_way).is_ok_and(|m| m.is_dir());
+                    prop_assert!(is_dir, "{:?} goes through {:?}", wire, on_the_way);
+                }
+            }
+        }
+        let escaped = std::fs::read_dir(outside)
+            .expect("outside exists")
+            .next()
+            .is_some();
+        prop_assert!(!escaped, "{:?} created something through the link", wire);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_entry_path_is_plain_names_below_the_base(wire in wire_path()) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (base, outside) = (dir.path().join("base"), dir.path().join("outside"));
+            std::fs::create_dir_all(&base).unwrap();
+            std::fs::create_dir_all(&outside).unwrap();
+            std::os::unix::fs::symlink(&outside, base.join("link")).unwrap();
+            std::fs::write(base.join("file"), b"x").unwrap();
+            check(&base, &outside, &wire)?;
         }
     }
 }

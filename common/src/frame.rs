@@ -11,13 +11,19 @@
 //! allocate by lying about a length. The codec is tokio-util's `LengthDelimitedCodec`; this
 //! module fixes its settings so that both binaries and the tests frame the same way, and
 //! [`write_frame`] writes the same framing without the codec's copy of the payload.
+//!
+//! A stream that ends inside a frame is an error, never a clean end (docs/PROTOCOL.md,
+//! "Framing"). `LengthDelimitedCodec` alone gets one case wrong: it takes a header off its
+//! buffer as soon as the header is whole, so a stream that ends right after a header,
+//! before any byte of the payload, leaves an empty buffer and looks finished. [`Codec`]
+//! remembers that a header was taken and refuses that end too.
 //! What goes *inside* a frame is the business of [`crate::auth`] and [`crate::channel`].
 
 use std::io;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
 
 /// The largest payload a frame may carry, in bytes.
 ///
@@ -30,15 +36,69 @@ pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 pub const MAX_DATA_CHUNK: usize = 256 * 1024;
 
 /// A byte stream split into frames.
-pub type FramedStream<T> = Framed<T, LengthDelimitedCodec>;
+pub type FramedStream<T> = Framed<T, Codec>;
 
-/// Returns the codec every muster peer uses: 4-byte big-endian length, payload only.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .big_endian()
-        .max_frame_length(MAX_FRAME_LEN)
-        .new_codec()
+/// The codec every muster peer uses: 4-byte big-endian length, payload only, at most
+/// [`MAX_FRAME_LEN`] (or less, see [`Codec::set_max_frame_length`]).
+#[derive(Debug)]
+pub struct Codec {
+    inner: LengthDelimitedCodec,
+    /// A header has been taken off the buffer and its payload has not been returned yet.
+    in_frame: bool,
+}
+
+/// Returns the codec every muster peer uses.
+pub fn codec() -> Codec {
+    Codec {
+        inner: LengthDelimitedCodec::builder()
+            .length_field_length(4)
+            .big_endian()
+            .max_frame_length(MAX_FRAME_LEN)
+            .new_codec(),
+        in_frame: false,
+    }
+}
+
+impl Codec {
+    /// Changes the largest payload accepted from now on (the handshake lowers it until the
+    /// peer has proved the key).
+    pub fn set_max_frame_length(&mut self, len: usize) {
+        self.inner.set_max_frame_length(len);
+    }
+}
+
+impl Decoder for Codec {
+    type Item = BytesMut;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        let before = src.len();
+        let frame = self.inner.decode(src)?;
+        if frame.is_some() {
+            self.in_frame = false;
+        } else if src.len() < before {
+            // The inner codec took a whole header and waits for the payload.
+            self.in_frame = true;
+        }
+        Ok(frame)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() && !self.in_frame => Ok(None),
+            // The same error the codec gives for a stream cut inside a header or payload.
+            None => Err(io::Error::other("bytes remaining on stream")),
+        }
+    }
+}
+
+impl Encoder<Bytes> for Codec {
+    type Error = io::Error;
+
+    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> io::Result<()> {
+        self.inner.encode(frame, dst)
+    }
 }
 
 /// Wraps a byte stream (a `TcpStream`, or a `tokio::io::duplex` end in tests) into frames.
@@ -102,9 +162,8 @@ fn header_of(payload: &Bytes) -> io::Result<[u8; 4]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{BufMut, BytesMut};
+    use bytes::BufMut;
     use futures_util::{SinkExt, StreamExt};
-    use tokio_util::codec::Decoder;
 
     #[tokio::test]
     async fn frames_round_trip_with_a_big_endian_length() {
@@ -262,6 +321,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_close_right_after_a_header_is_an_error_not_a_clean_end() {
+        // The 4-byte header of a 1-byte frame, then nothing: tokio-util's codec alone
+        // takes this for a clean end, as its buffer is empty.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut rx = framed(a);
+        b.write_all(b"\x00\x00\x00\x01").await.unwrap();
+        drop(b);
+        let got = rx.next().await.unwrap();
+        assert!(got.is_err(), "expected an error, got {got:?}");
+    }
+
+    #[test]
+    fn a_zero_length_frame_then_the_end_is_a_frame_and_a_clean_end() {
+        let mut codec = codec();
+        let mut buf = BytesMut::from(&b"\x00\x00\x00\x00"[..]);
+        assert_eq!(codec.decode_eof(&mut buf).unwrap().unwrap().len(), 0);
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn a_half_frame_then_close_is_an_error_not_a_clean_end() {
         let (a, mut b) = tokio::io::duplex(1 << 16);
         let mut rx = framed(a);
@@ -269,5 +348,99 @@ mod tests {
         drop(b);
         let got = rx.next().await.unwrap();
         assert!(got.is_err(), "expected an error, got {got:?}");
+    }
+}
+
+/// Property tests of the codec as a peer meets it: any bytes, arriving in any pieces (the
+/// fuzz target `frame` checks the same on nightly).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `stream` to a fresh codec in pieces cut at `cuts`, then ends it. Returns the
+    /// frames decoded and whether the codec refused the stream (an error ends the stream).
+    fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> (Vec<BytesMut>, bool) {
+        let mut decoder = codec();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(stream.len())).collect();
+        bounds.sort_unstable();
+        bounds.push(stream.len());
+        let mut from = 0;
+        for to in bounds {
+            buf.extend_from_slice(&stream[from..to]);
+            from = to;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(_) => return (frames, true),
+                }
+            }
+        }
+        match decoder.decode_eof(&mut buf) {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => {}
+            Err(_) => return (frames, true),
+        }
+        (frames, false)
+    }
+
+    fn encode_all(frames: &[BytesMut]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for frame in frames {
+            codec()
+                .encode(Bytes::copy_from_slice(frame), &mut out)
+                .expect("a decoded frame encodes");
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_stream_decodes_to_frames_that_encode_back_to_its_start(
+            stream in proptest::collection::vec(any::<u8>(), 0..256),
+            cuts in proptest::collection::vec(0usize..256, 0..4),
+        ) {
+            let (frames, _) = decode_in_pieces(&stream, &cuts);
+            let again = encode_all(&frames);
+            prop_assert!(frames.iter().all(|f| f.len() <= MAX_FRAME_LEN));
+            prop_assert_eq!(&again[..], &stream[..again.len()]);
+        }
+
+        #[test]
+        fn encoded_frames_decode_whole_however_they_are_cut(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..6),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let frames: Vec<BytesMut> = payloads.iter().map(|p| BytesMut::from(&p[..])).collect();
+            let stream = encode_all(&frames);
+            let (got, refused) = decode_in_pieces(&stream, &cuts);
+            prop_assert!(!refused);
+            prop_assert_eq!(got, frames);
+        }
+
+        #[test]
+        fn a_header_over_the_maximum_is_refused_whatever_follows(
+            len in (MAX_FRAME_LEN as u32 + 1)..=u32::MAX,
+            rest in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let stream = [&len.to_be_bytes()[..], &rest].concat();
+            let (frames, refused) = decode_in_pieces(&stream, &[]);
+            prop_assert!(refused && frames.is_empty());
+        }
+
+        #[test]
+        fn a_stream_cut_short_inside_a_frame_is_never_a_frame(
+            payload in proptest::collection::vec(any::<u8>(), 1..64),
+            keep in 0usize..64,
+        ) {
+            let stream = encode_all(&[BytesMut::from(&payload[..])]);
+            let cut = keep.min(stream.len() - 1);
+            let (frames, refused) = decode_in_pieces(&stream[..cut], &[]);
+            prop_assert!(frames.is_empty());
+            prop_assert_eq!(refused, cut > 0, "cut at {}", cut);
+        }
     }
 }

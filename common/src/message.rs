@@ -395,3 +395,188 @@ mod tests {
         ));
     }
 }
+
+/// Property tests: every request and reply a peer could send, and any bytes at all, through
+/// [`Packet::decode`] (the fuzz targets `request` and `reply` check the same on nightly).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        // Any Unicode, control characters and quotes included: all of it must survive JSON.
+        proptest::string::string_regex("(?s).{0,40}").expect("a valid regex")
+    }
+
+    fn put_file() -> impl Strategy<Value = PutFile> {
+        (text(), text(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
+            |(path, name, size, mode, mkdir)| PutFile {
+                path,
+                name,
+                size,
+                mode,
+                mkdir,
+            },
+        )
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            Just(Request::Ping),
+            (text(), any::<Option<u64>>(), proptest::option::of(text())).prop_map(
+                |(command, timeout_ms, op_id)| Request::Exec {
+                    command,
+                    timeout_ms,
+                    op_id
+                }
+            ),
+            Just(Request::Cancel),
+            put_file().prop_map(Request::PutFile),
+            text().prop_map(|sha256| Request::PutEnd { sha256 }),
+            text().prop_map(|sha256| Request::PutKeep { sha256 }),
+            (text(), text(), any::<u32>(), any::<bool>()).prop_map(|(path, name, mode, mkdir)| {
+                Request::MakeDir {
+                    path,
+                    name,
+                    mode,
+                    mkdir,
+                }
+            }),
+            (text(), text()).prop_map(|(path, target)| Request::MakeSymlink { path, target }),
+            (text(), any::<bool>()).prop_map(|(path, recursive)| Request::Get { path, recursive }),
+        ]
+    }
+
+    fn end_reason() -> impl Strategy<Value = EndReason> {
+        prop_oneof![
+            Just(EndReason::Exited),
+            Just(EndReason::Timeout),
+            Just(EndReason::Cancelled),
+            Just(EndReason::Shutdown),
+        ]
+    }
+
+    fn entry_kind() -> impl Strategy<Value = EntryKind> {
+        prop_oneof![
+            Just(EntryKind::File),
+            Just(EntryKind::Dir),
+            Just(EntryKind::Symlink)
+        ]
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        prop_oneof![
+            text().prop_map(|agent_version| Reply::Pong { agent_version }),
+            any::<u32>().prop_map(|pid| Reply::Started { pid }),
+            Just(Reply::Heartbeat),
+            (any::<Option<i32>>(), any::<Option<i32>>(), end_reason()).prop_map(
+                |(code, signal, reason)| Reply::Exit {
+                    code,
+                    signal,
+                    reason
+                }
+            ),
+            (text(), proptest::option::of(text()))
+                .prop_map(|(path, held_sha256)| Reply::PutReady { path, held_sha256 }),
+            (text(), any::<u64>(), text(), any::<bool>()).prop_map(
+                |(path, bytes, sha256, unchanged)| Reply::PutDone {
+                    path,
+                    bytes,
+                    sha256,
+                    unchanged
+                }
+            ),
+            (text(), any::<bool>()).prop_map(|(path, created)| Reply::Made { path, created }),
+            (
+                text(),
+                entry_kind(),
+                any::<u32>(),
+                any::<u64>(),
+                proptest::option::of(text())
+            )
+                .prop_map(|(path, kind, mode, size, target)| Reply::Entry {
+                    path,
+                    kind,
+                    mode,
+                    size,
+                    target
+                }),
+            text().prop_map(|sha256| Reply::EntryEnd { sha256 }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(entries, bytes)| Reply::GetDone { entries, bytes }),
+            text().prop_map(|message| Reply::Error { message }),
+        ]
+    }
+
+    fn packet<C: std::fmt::Debug>(
+        control: impl Strategy<Value = C>,
+    ) -> impl Strategy<Value = Packet<C>> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+        prop_oneof![
+            3 => control.prop_map(Packet::Control),
+            1 => bytes().prop_map(|b| Packet::Output(Stream::Stdout, b)),
+            1 => bytes().prop_map(|b| Packet::Output(Stream::Stderr, b)),
+            1 => bytes().prop_map(Packet::FileData),
+        ]
+    }
+
+    /// What a decoder must hold for any payload: no panic, and a payload that decodes
+    /// encodes back to one that decodes to the same packet, with stable bytes.
+    fn check_decode<C>(payload: &[u8]) -> Result<(), TestCaseError>
+    where
+        C: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let Ok(packet) = Packet::<C>::decode(Bytes::copy_from_slice(payload)) else {
+            return Ok(());
+        };
+        let _ = packet.summary();
+        let encoded = packet.encode(0).freeze();
+        let again = Packet::<C>::decode(encoded.clone());
+        prop_assert!(again.is_ok(), "{packet:?} encodes to what does not decode");
+        let again = again.expect("checked");
+        prop_assert_eq!(&again, &packet);
+        prop_assert_eq!(again.encode(0).freeze(), encoded);
+        Ok(())
+    }
+
+    /// Bytes that look like a control message: a type byte of 0..=4, then JSON-ish text.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let json = proptest::string::string_regex(
+            r#"\{("type":"[a-z_]{0,12}"|"[a-z_]{1,12}":("[^"]{0,8}"|-?[0-9]{1,21}|null|true|\[\]|\{\})|,){0,6}\}"#,
+        )
+        .expect("a valid regex");
+        (0u8..5, json).prop_map(|(kind, json)| [vec![kind], json.into_bytes()].concat())
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_round_trips(packet in packet(request())) {
+            prop_assert_eq!(&Packet::decode(packet.encode(0).freeze()).unwrap(), &packet);
+        }
+
+        #[test]
+        fn every_reply_round_trips(packet in packet(reply())) {
+            prop_assert_eq!(&Packet::decode(packet.encode(0).freeze()).unwrap(), &packet);
+        }
+
+        #[test]
+        fn any_bytes_decode_without_panic_and_round_trip(
+            bytes in proptest::collection::vec(any::<u8>(), 0..128)
+        ) {
+            check_decode::<Request>(&bytes)?;
+            check_decode::<Reply>(&bytes)?;
+        }
+
+        #[test]
+        fn json_like_payloads_decode_without_panic_and_round_trip(bytes in payload()) {
+            check_decode::<Request>(&bytes)?;
+            check_decode::<Reply>(&bytes)?;
+        }
+
+        #[test]
+        fn a_summary_cuts_any_text_at_a_character_boundary(message in "(?s).{190,230}") {
+            let summary = Packet::Control(Reply::Error { message }).summary();
+            prop_assert!(summary.chars().count() <= 201, "{summary}");
+        }
+    }
+}

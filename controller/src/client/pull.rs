@@ -16,13 +16,13 @@
 //! it lists a tree) keep the connection but not the pull alive.
 
 use std::ffi::OsStr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::atomic_file::{place_symlink, ReceiveError, ReceivedFile, Receiving};
 use common::channel::{Channel, RecvError};
-use common::folder::{Folder, OpenError};
+use common::folder::{plain_names, Folder, OpenError};
 use common::hashing_writer::DiskPath;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::net::TcpStream;
@@ -135,7 +135,7 @@ async fn receive_all(
             Some(base) => base,
             None => host_folder.insert(open_host_folder(local_base)?),
         };
-        let parts = plain_parts(&path).ok_or_else(|| {
+        let parts = plain_names(&path).ok_or_else(|| {
             Failure::broken(format!("the agent sent the unsafe path {path:?}; refused"))
         })?;
         let (folder, name) = folder_of_entry(base, &parts, &path)?;
@@ -254,19 +254,12 @@ fn folder_of_entry<'p>(
     let Some((name, folders)) = parts.split_last() else {
         return Err(Failure::broken("the agent sent an empty path; refused"));
     };
-    let mut folder = base
-        .try_clone()
-        .map_err(|err| Failure::refused(format!("cannot open {}: {err}", base.path().display())))?;
-    for part in folders {
-        folder = folder
-            .child_folder_or_create(OsStr::new(part))
-            .map_err(|err| match err {
-                err @ (OpenError::Link { .. } | OpenError::NotAFolder(_)) => Failure::broken(
-                    format!("the agent sent the unsafe path {wire_path:?} ({err}); refused"),
-                ),
-                other => Failure::refused(other.to_string()),
-            })?;
-    }
+    let folder = base.descend_or_create(folders).map_err(|err| match err {
+        err @ (OpenError::Link { .. } | OpenError::NotAFolder(_)) => Failure::broken(format!(
+            "the agent sent the unsafe path {wire_path:?} ({err}); refused"
+        )),
+        other => Failure::refused(other.to_string()),
+    })?;
     let name: &'p str = name;
     Ok((folder, OsStr::new(name)))
 }
@@ -412,51 +405,9 @@ fn local_mode(wire_mode: u32) -> u32 {
     wire_mode & 0o775
 }
 
-/// The names of a `/`-separated path from the wire, or `None` when that path could leave
-/// the folder it is taken in: an absolute path, `..`, `.`, an empty part, a NUL.
-pub fn plain_parts(wire_path: &str) -> Option<Vec<&str>> {
-    if wire_path.is_empty() || wire_path.contains('\0') {
-        return None;
-    }
-    let parts: Vec<&str> = wire_path.split('/').collect();
-    let all_plain = parts.iter().all(|part| {
-        !part.is_empty()
-            && matches!(
-                Path::new(part).components().collect::<Vec<_>>().as_slice(),
-                [Component::Normal(_)]
-            )
-    });
-    all_plain.then_some(parts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_relative_paths_are_split_into_names() {
-        assert_eq!(
-            plain_parts("app/logs/x.log"),
-            Some(vec!["app", "logs", "x.log"])
-        );
-    }
-
-    #[test]
-    fn paths_that_could_escape_are_refused() {
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "./x",
-            "a/.",
-            "x\0y",
-            "..",
-        ] {
-            assert_eq!(plain_parts(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn a_link_planted_on_the_way_is_refused() {

@@ -297,3 +297,96 @@ mod tests {
         assert_eq!(select(&inv, &["all"], &[], &[]), Vec::<String>::new());
     }
 }
+
+/// Property tests: any text, and files built from the inventory's own grammar, load or fail
+/// without panicking, and what loads keeps the promises the rest of `ctl` relies on (the
+/// fuzz target `inventory` checks the same on nightly).
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::inventory::fixtures::parse;
+
+    /// A name, sometimes with a range, sometimes one the inventory must refuse.
+    fn name() -> impl Strategy<Value = String> {
+        "[a-c]{1,2}(\\[[0-2]:[0-3]\\])?|all|\\.x|[a-c] b"
+    }
+
+    fn host_line() -> impl Strategy<Value = String> {
+        let endpoint = prop_oneof![
+            "127\\.0\\.[0-1]\\.[0-9](:[0-9]{1,5})?",
+            "127\\.0\\.0\\.\\[[0-2]:[0-3]\\]",
+            "\"\\[::1\\]:[0-9]{1,5}\"",
+            "\\{ address: [a-z]{1,3}, port: [0-9]{1,6} \\}",
+            "[a-z]{1,3}:",
+        ];
+        (name(), endpoint).prop_map(|(name, endpoint)| format!("  \"{name}\": {endpoint}\n"))
+    }
+
+    fn group_line() -> impl Strategy<Value = String> {
+        (name(), proptest::collection::vec(name(), 0..4)).prop_map(|(name, members)| {
+            let members: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+            format!("  \"{name}\": [{}]\n", members.join(", "))
+        })
+    }
+
+    fn file() -> impl Strategy<Value = String> {
+        (
+            proptest::option::of(0u32..70000),
+            proptest::collection::vec(host_line(), 0..5),
+            proptest::collection::vec(group_line(), 0..4),
+        )
+            .prop_map(|(port, hosts, groups)| {
+                let mut text = String::new();
+                if let Some(port) = port {
+                    text += &format!("defaults:\n  port: {port}\n");
+                }
+                text += &format!("hosts:\n{}", hosts.concat());
+                text += &format!("groups:\n{}", groups.concat());
+                text
+            })
+    }
+
+    /// What a loaded inventory promises: valid names, ports other than 0, each host once,
+    /// groups made of hosts of the inventory, and `all` selecting every host.
+    fn check_promises(inv: &Inventory) -> Result<(), TestCaseError> {
+        let mut names = BTreeSet::new();
+        for host in &inv.hosts {
+            prop_assert!(is_valid_name(&host.name), "{:?}", host);
+            prop_assert_ne!(host.port, 0);
+            prop_assert!(names.insert(host.name.as_str()), "{} twice", host.name);
+        }
+        for group in inv.group_names() {
+            let members = inv.group_hosts(group).expect("a listed group exists");
+            prop_assert!(members.iter().all(|h| names.contains(h.name.as_str())));
+        }
+        let everyone = Selection {
+            groups: vec![ALL_GROUP.to_owned()],
+            ..Selection::default()
+        };
+        prop_assert_eq!(
+            inv.select(&everyone).map(|h| h.len()).ok(),
+            Some(inv.hosts.len())
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn files_of_the_grammar_load_or_fail_and_keep_their_promises(text in file()) {
+            if let Ok(inv) = parse(&text) {
+                check_promises(&inv)?;
+            }
+        }
+
+        #[test]
+        fn any_text_loads_or_fails_without_panicking(text in "(?s).{0,64}|[a-z:\\[\\]{}, \n\"-]{0,64}") {
+            if let Ok(inv) = parse(&text) {
+                check_promises(&inv)?;
+            }
+        }
+    }
+}

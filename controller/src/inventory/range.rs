@@ -11,12 +11,18 @@
 //! the way people expect. Several ranges in one pattern give their cartesian product, the leftmost
 //! range varying slowest (`r[1:2]n[1:2]` → `r1n1 r1n2 r2n1 r2n2`), like nested loops read left to
 //! right. The total is capped at [`MAX_EXPANSION`] so that a typo such as `[1:1000000000]` fails
-//! fast instead of allocating gigabytes.
+//! fast instead of allocating gigabytes, and so is the size of the names together
+//! ([`MAX_EXPANSION_BYTES`]): a padded range with a long run of leading zeros is a short
+//! pattern whose 100 000 names would each be as long as it is.
 
 use thiserror::Error;
 
 /// The largest number of strings one pattern may expand to.
 pub const MAX_EXPANSION: usize = 100_000;
+
+/// The largest number of bytes the strings of one pattern may take together (checked before
+/// any is made): [`MAX_EXPANSION`] names of 160 bytes.
+pub const MAX_EXPANSION_BYTES: usize = 16_000_000;
 
 /// Why a pattern could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -46,6 +52,12 @@ pub enum RangeError {
         /// The whole pattern being expanded.
         pattern: String,
     },
+    /// The pattern's strings would take more than [`MAX_EXPANSION_BYTES`] together.
+    #[error("\"{pattern}\" expands to more than {MAX_EXPANSION_BYTES} bytes of names")]
+    TooLong {
+        /// The whole pattern being expanded.
+        pattern: String,
+    },
 }
 
 /// Expands every `[A:B]` range in `pattern` and returns the resulting strings in order.
@@ -66,6 +78,15 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, RangeError> {
             .ok_or_else(|| RangeError::TooLarge {
                 pattern: pattern.to_owned(),
             })?;
+    }
+    let longest: usize = segments.iter().map(Segment::longest).sum();
+    if total
+        .checked_mul(longest)
+        .is_none_or(|bytes| bytes > MAX_EXPANSION_BYTES)
+    {
+        return Err(RangeError::TooLong {
+            pattern: pattern.to_owned(),
+        });
     }
     let mut out = vec![String::new()];
     for segment in &segments {
@@ -92,6 +113,14 @@ impl Segment<'_> {
             Segment::Range { start, end, .. } => {
                 usize::try_from(end - start).map_or(usize::MAX, |n| n.saturating_add(1))
             }
+        }
+    }
+
+    /// The length of the longest string this segment contributes.
+    fn longest(&self) -> usize {
+        match self {
+            Segment::Literal(text) => text.len(),
+            Segment::Range { end, width, .. } => (*width).max(end.to_string().len()),
         }
     }
 
@@ -189,6 +218,16 @@ mod tests {
     }
 
     #[test]
+    fn a_short_pattern_with_long_names_is_refused_before_it_is_expanded() {
+        // 4 KB of pattern, 100 000 names of 4 KB each: 400 MB, were it expanded.
+        let pattern = format!("h[{}1:99999]", "0".repeat(4000));
+        let err = expand(&pattern).unwrap_err();
+        assert!(matches!(err, RangeError::TooLong { .. }), "{err}");
+        // The bound is the names' size, not the pattern's: long names, few of them, pass.
+        assert_eq!(ok(&format!("{}[1:2]", "x".repeat(4000))).len(), 2);
+    }
+
+    #[test]
     fn plain_text_expands_to_itself() {
         assert_eq!(ok("web1"), ["web1"]);
         assert_eq!(ok(""), [""]);
@@ -280,5 +319,88 @@ mod tests {
         );
         let err = expand("h[0:18446744073709551615]").unwrap_err();
         assert!(matches!(err, RangeError::TooLarge { .. }), "got {err:?}");
+    }
+}
+
+/// Property tests: patterns built from known parts expand to the nested loops they stand
+/// for, and any text expands or fails without panicking, within the bounds (the fuzz target
+/// `range` checks the same on nightly).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One part of a generated pattern and the strings it stands for.
+    #[derive(Debug, Clone)]
+    enum Part {
+        Literal(String),
+        Range { start: u64, len: u64, padded: bool },
+    }
+
+    impl Part {
+        fn written(&self) -> String {
+            match self {
+                Part::Literal(text) => text.clone(),
+                Part::Range {
+                    start,
+                    len,
+                    padded: true,
+                } => format!("[0{start}:{}]", start + len),
+                Part::Range { start, len, .. } => format!("[{start}:{}]", start + len),
+            }
+        }
+
+        fn values(&self) -> Vec<String> {
+            match self {
+                Part::Literal(text) => vec![text.clone()],
+                Part::Range { start, len, padded } => {
+                    let width = if *padded {
+                        format!("0{start}").len()
+                    } else {
+                        0
+                    };
+                    (*start..=start + len)
+                        .map(|n| format!("{n:0width$}"))
+                        .collect()
+                }
+            }
+        }
+    }
+
+    fn part() -> impl Strategy<Value = Part> {
+        prop_oneof![
+            "[a-z.:\\-\\]]{0,4}".prop_map(Part::Literal),
+            (0u64..2000, 0u64..5, any::<bool>()).prop_map(|(start, len, padded)| Part::Range {
+                start,
+                len,
+                padded
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_pattern_expands_to_its_parts_in_nested_loops(parts in proptest::collection::vec(part(), 0..5)) {
+            let pattern: String = parts.iter().map(Part::written).collect();
+            let mut expected = vec![String::new()];
+            for part in &parts {
+                expected = expected
+                    .iter()
+                    .flat_map(|prefix| part.values().into_iter().map(move |v| format!("{prefix}{v}")))
+                    .collect();
+            }
+            prop_assert_eq!(expand(&pattern).unwrap(), expected, "{}", pattern);
+        }
+
+        #[test]
+        fn any_text_expands_or_fails_without_panicking(pattern in "[a0-9:\\[\\]]{0,24}|(?s).{0,24}") {
+            if let Ok(names) = expand(&pattern) {
+                prop_assert!(!names.is_empty() && names.len() <= MAX_EXPANSION);
+                prop_assert!(names.iter().map(String::len).sum::<usize>() <= MAX_EXPANSION_BYTES);
+                if !pattern.contains('[') {
+                    prop_assert_eq!(names, [pattern]);
+                }
+            }
+        }
     }
 }
