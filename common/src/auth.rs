@@ -25,13 +25,12 @@
 //! docs/PROTOCOL.md, "Handshake").
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::channel::{classify_read_error, Channel, ChannelError};
-use crate::frame::FramedStream;
+use crate::channel::{Channel, ChannelError};
+use crate::frame::Frames;
 use crate::key::Key;
 use crate::message::{Packet, Request};
 use crate::PROTOCOL_VERSION;
@@ -109,11 +108,11 @@ struct Nonces {
 /// # Errors
 /// [`AuthError`]; [`AuthError::is_key_mismatch`] tells a wrong key from other failures.
 pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
-    mut framed: FramedStream<T>,
+    mut framed: Frames<T>,
     key: &Key,
     first: Option<&Packet<Request>>,
 ) -> Result<Channel<T>, AuthError> {
-    framed.codec_mut().set_max_frame_length(MAX_HANDSHAKE_FRAME);
+    framed.set_max_frame_length(MAX_HANDSHAKE_FRAME);
     let client_nonce = fresh_nonce();
     send(&mut framed, hello(&client_nonce, &[])).await?;
 
@@ -152,12 +151,12 @@ pub async fn client_handshake<T: AsyncRead + AsyncWrite + Unpin>(
 /// # Errors
 /// [`AuthError`]; the caller should log it and close the connection.
 pub async fn server_handshake<T: AsyncRead + AsyncWrite + Unpin>(
-    mut framed: FramedStream<T>,
+    mut framed: Frames<T>,
     key: &Key,
 ) -> Result<Channel<T>, AuthError> {
     // Until the peer has proved the key, it may not make us reserve more than a handshake
     // frame needs (the codec reserves the announced length as soon as it reads it).
-    framed.codec_mut().set_max_frame_length(MAX_HANDSHAKE_FRAME);
+    framed.set_max_frame_length(MAX_HANDSHAKE_FRAME);
     let client_hello = recv(&mut framed).await?;
     let client_nonce = match parse_client_hello(&client_hello) {
         Ok(nonce) => nonce,
@@ -194,10 +193,8 @@ pub async fn server_handshake<T: AsyncRead + AsyncWrite + Unpin>(
 const MAX_HANDSHAKE_FRAME: usize = 128;
 
 /// Lifts the handshake's frame limit back to the channel's, once the peer is authenticated.
-fn with_full_frames<T>(mut framed: FramedStream<T>) -> FramedStream<T> {
-    framed
-        .codec_mut()
-        .set_max_frame_length(crate::frame::MAX_FRAME_LEN);
+fn with_full_frames<T>(mut framed: Frames<T>) -> Frames<T> {
+    framed.set_max_frame_length(crate::frame::MAX_FRAME_LEN);
     framed
 }
 
@@ -268,7 +265,7 @@ fn parse_server_hello(frame: &[u8]) -> Result<([u8; NONCE_LEN], &[u8]), AuthErro
 }
 
 async fn send<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut FramedStream<T>,
+    framed: &mut Frames<T>,
     frame: Bytes,
 ) -> Result<(), AuthError> {
     framed.send(frame).await.map_err(write_failed)
@@ -279,12 +276,12 @@ fn write_failed(err: std::io::Error) -> AuthError {
 }
 
 async fn recv<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut FramedStream<T>,
+    framed: &mut Frames<T>,
 ) -> Result<BytesMut, AuthError> {
     match framed.next().await {
-        None => Err(AuthError::Closed),
-        Some(Err(err)) => Err(AuthError::Transport(classify_read_error(err))),
-        Some(Ok(frame)) => Ok(frame),
+        Ok(None) => Err(AuthError::Closed),
+        Err(err) => Err(AuthError::Transport(err.into())),
+        Ok(Some(frame)) => Ok(frame),
     }
 }
 
@@ -391,7 +388,7 @@ mod tests {
         b.write_all(&(1024u32 * 1024).to_be_bytes()).await.unwrap();
         let err = server.await.unwrap().err().unwrap();
         assert!(
-            matches!(err, AuthError::Transport(ChannelError::Oversized)),
+            matches!(err, AuthError::Transport(ChannelError::Oversized { .. })),
             "{err}"
         );
     }

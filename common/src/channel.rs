@@ -30,18 +30,16 @@
 
 use std::time::Duration;
 
+use crate::byte_budget::{ByteBudget, Charge};
+use crate::frame::{self, Frames, ReadError};
+use crate::message::{MessageError, Packet};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::LengthDelimitedCodecError;
-
-use crate::frame::{self, FramedStream};
-use crate::message::{MessageError, Packet};
 
 /// Length of the AES-GCM tag at the end of every channel frame.
 pub const TAG_LEN: usize = 16;
@@ -55,7 +53,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// An encrypted, authenticated, ordered, bidirectional stream of [`Packet`]s.
 pub struct Channel<T> {
-    framed: FramedStream<T>,
+    framed: Frames<T>,
     send: Direction,
     recv: Direction,
 }
@@ -72,9 +70,15 @@ struct Direction {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChannelError {
-    /// The peer announced a frame longer than [`crate::frame::MAX_FRAME_LEN`].
-    #[error("frame too large")]
-    Oversized,
+    /// The peer announced a frame longer than the limit in force
+    /// ([`crate::frame::MAX_FRAME_LEN`], less during the handshake).
+    #[error("frame too large: {len} bytes, over the maximum of {max}")]
+    Oversized {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The connection failed, or closed in the middle of a frame.
     #[error("transport: {0}")]
     Transport(std::io::Error),
@@ -129,7 +133,7 @@ pub enum SendError {
 impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     /// Starts the channel over an already-authenticated framed stream with the two session
     /// keys from the handshake.
-    pub(crate) fn new(framed: FramedStream<T>, send_key: &[u8], recv_key: &[u8]) -> Channel<T> {
+    pub(crate) fn new(framed: Frames<T>, send_key: &[u8], recv_key: &[u8]) -> Channel<T> {
         Channel {
             framed,
             send: Direction::new(send_key),
@@ -189,15 +193,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
     /// Cancel safe: a partly received frame stays buffered in the channel, so this may be
     /// used as a `select!` branch.
     pub async fn recv<C: DeserializeOwned>(&mut self) -> Result<Option<Packet<C>>, ChannelError> {
-        let Some(frame) = self.framed.next().await else {
-            return Ok(None);
-        };
-        let frame = frame.map_err(classify_read_error)?;
+        let frame = self.framed.next().await.map_err(ChannelError::from)?;
+        frame.map(|frame| self.open(frame)).transpose()
+    }
+
+    /// Decrypts and decodes one received frame.
+    fn open<C: DeserializeOwned>(&mut self, frame: BytesMut) -> Result<Packet<C>, ChannelError> {
         let seq = self.recv.seq;
         let payload = self.recv.open(frame)?;
-        Packet::decode(payload)
-            .map(Some)
-            .map_err(|source| ChannelError::Message { seq, source })
+        Packet::decode(payload).map_err(|source| ChannelError::Message { seq, source })
     }
 }
 
@@ -236,18 +240,53 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Channel<T> {
         &mut self,
         limit: Duration,
     ) -> Result<Packet<C>, RecvError> {
-        match tokio::time::timeout(limit, self.recv()).await {
-            Err(_) => Err(RecvError::Idle(limit)),
-            Ok(Ok(Some(packet))) => Ok(packet),
-            Ok(Ok(None)) => Err(RecvError::Closed),
-            Ok(Err(err)) => Err(RecvError::Failed(err)),
-        }
+        within(limit, self.recv()).await
+    }
+
+    /// Receives the next packet as [`Channel::recv_within`] does, and first takes the
+    /// frame's length from `budget`: nothing of the frame but its header is read until the
+    /// budget has room, and the returned [`Charge`] holds those bytes until it is dropped.
+    /// `limit` is the peer's: it bounds the wait for the header and then for the payload,
+    /// never the wait for the budget (a full budget is ours, not a silent peer).
+    ///
+    /// # Errors
+    /// As [`Channel::recv_within`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Channel::recv_within`] is; a cancelled wait for the budget takes
+    /// nothing.
+    pub async fn recv_charged_within<C: DeserializeOwned>(
+        &mut self,
+        limit: Duration,
+        budget: &ByteBudget,
+    ) -> Result<(Packet<C>, Charge), RecvError> {
+        let header = async { Ok(self.framed.wait_header().await?) };
+        within(limit, header).await?;
+        self.framed.begin_payload(Some(budget)).await;
+        let payload = async { Ok(Some(self.framed.finish_payload().await?)) };
+        let (frame, charge) = within(limit, payload).await?;
+        let packet = self.open(frame).map_err(RecvError::Failed)?;
+        Ok((packet, charge.expect("charged to the budget")))
+    }
+}
+
+/// What [`Channel::recv_within`] and [`Channel::recv_charged_within`] make of a receive that
+/// may take at most `limit`.
+async fn within<P>(
+    limit: Duration,
+    received: impl std::future::Future<Output = Result<Option<P>, ChannelError>>,
+) -> Result<P, RecvError> {
+    match tokio::time::timeout(limit, received).await {
+        Err(_) => Err(RecvError::Idle(limit)),
+        Ok(Ok(Some(packet))) => Ok(packet),
+        Ok(Ok(None)) => Err(RecvError::Closed),
+        Ok(Err(err)) => Err(RecvError::Failed(err)),
     }
 }
 
 impl<T> Channel<T> {
     /// The framed stream below, for the handshake's last unencrypted frames.
-    pub(crate) fn framed_mut(&mut self) -> &mut FramedStream<T> {
+    pub(crate) fn framed_mut(&mut self) -> &mut Frames<T> {
         &mut self.framed
     }
 }
@@ -323,15 +362,16 @@ fn nonce(seq: u64) -> Nonce {
     Nonce::assume_unique_for_key(nonce)
 }
 
-/// Tells an oversized frame from other transport failures: both reach us as `io::Error`.
-pub(crate) fn classify_read_error(err: std::io::Error) -> ChannelError {
-    let oversized = err
-        .get_ref()
-        .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>());
-    if oversized {
-        ChannelError::Oversized
-    } else {
-        ChannelError::Transport(err)
+impl From<ReadError> for ChannelError {
+    fn from(err: ReadError) -> ChannelError {
+        match err {
+            ReadError::TooLong { len, max } => ChannelError::Oversized { len, max },
+            ReadError::Truncated => ChannelError::Transport(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the connection closed inside a frame",
+            )),
+            ReadError::Io(err) => ChannelError::Transport(err),
+        }
     }
 }
 
@@ -340,7 +380,6 @@ mod tests {
     use super::*;
     use crate::frame::framed;
     use crate::message::{Reply, Request, Stream};
-    use futures_util::SinkExt;
     use tokio::io::DuplexStream;
 
     const C2S: &[u8] = b"client to server key, 32 bytes.";
@@ -355,7 +394,7 @@ mod tests {
     }
 
     /// A channel on one end and the raw framed stream on the other, to play the attacker.
-    fn channel_and_raw() -> (Channel<DuplexStream>, FramedStream<DuplexStream>) {
+    fn channel_and_raw() -> (Channel<DuplexStream>, crate::frame::Frames<DuplexStream>) {
         let (a, b) = tokio::io::duplex(1 << 20);
         (Channel::new(framed(a), S2C, C2S), framed(b))
     }
@@ -493,6 +532,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_is_not_the_peers_silence() {
+        // Tried: a frame that is there at once while the budget is spent for three times
+        // the limit: it is received with its charge once the budget frees, not reported
+        // idle; then a peer that sends nothing is idle after the limit.
+        let (mut client, mut server) = pair();
+        let output = Packet::<Request>::Output(Stream::Stdout, Bytes::from_static(b"xyz"));
+        client.send(&output).await.unwrap();
+        let budget = ByteBudget::new(64);
+        let spent = budget.charge(64).await;
+        let limit = Duration::from_secs(1);
+        let receiver = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                let got = server
+                    .recv_charged_within::<Request>(limit, &budget)
+                    .await
+                    .map(|(packet, _charge)| packet);
+                (got, server)
+            }
+        });
+        tokio::time::sleep(3 * limit).await;
+        assert!(!receiver.is_finished());
+        drop(spent);
+        let (got, mut server) = receiver.await.unwrap();
+        assert_eq!(got.unwrap(), output);
+        let idle = server.recv_charged_within::<Request>(limit, &budget).await;
+        assert!(matches!(idle, Err(RecvError::Idle(_))), "{idle:?}");
+        assert_eq!(budget.available(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn recv_within_tells_silence_from_a_packet_and_stays_usable() {
         let (mut client, mut server) = pair();
         let limit = Duration::from_secs(5);
@@ -587,6 +657,6 @@ mod tests {
         let mut receiver: Channel<DuplexStream> = Channel::new(framed(a), S2C, C2S);
         b.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let err = receiver.recv::<Request>().await.unwrap_err();
-        assert!(matches!(err, ChannelError::Oversized), "{err}");
+        assert!(matches!(err, ChannelError::Oversized { .. }), "{err}");
     }
 }

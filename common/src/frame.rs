@@ -6,24 +6,27 @@
 //! +----------------------+---------------------------+
 //! ```
 //!
-//! The length counts only the payload. A length above [`MAX_FRAME_LEN`] is refused as soon as
-//! the 4-byte header is read, before any buffer is sized for it, so a peer cannot make us
-//! allocate by lying about a length. The codec is tokio-util's `LengthDelimitedCodec`; this
-//! module fixes its settings so that both binaries and the tests frame the same way, and
-//! [`write_frame`] writes the same framing without the codec's copy of the payload.
+//! The length counts only the payload. A length above the limit ([`MAX_FRAME_LEN`], or less
+//! during the handshake) is refused as soon as the 4-byte header is read, before any buffer
+//! is sized for it, so a peer cannot make us allocate by lying about a length.
 //!
-//! A stream that ends inside a frame is an error, never a clean end (docs/PROTOCOL.md,
-//! "Framing"). `LengthDelimitedCodec` alone gets one case wrong: it takes a header off its
-//! buffer as soon as the header is whole, so a stream that ends right after a header,
-//! before any byte of the payload, leaves an empty buffer and looks finished. [`Codec`]
-//! remembers that a header was taken and refuses that end too.
+//! [`Frames`] reads through a small read-ahead buffer ([`READ_AHEAD`] bytes), so a
+//! connection holds little while it waits. A frame's payload gets a buffer of its own, of
+//! exactly its length, only once the header is read, and [`Frames::next_charged`] first
+//! takes that length from a [`ByteBudget`]: a reader sharing one budget with many others
+//! holds at most the budget in payloads, however many peers send at once. Frames are
+//! written straight to the stream, header and payload in one vectored write.
+//!
+//! A stream that ends inside a frame, even right after a whole header, is an error
+//! ([`ReadError::Truncated`]), never a clean end (docs/PROTOCOL.md, "Framing").
 //! What goes *inside* a frame is the business of [`crate::auth`] and [`crate::channel`].
 
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
+
+use crate::byte_budget::{ByteBudget, Charge};
 
 /// The largest payload a frame may carry, in bytes.
 ///
@@ -35,87 +38,235 @@ pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 /// The largest bulk-data chunk a sender puts into one frame.
 pub const MAX_DATA_CHUNK: usize = 256 * 1024;
 
+/// What a connection reads ahead of the frame it is decoding: headers, and whole small frames.
+pub const READ_AHEAD: usize = 8 * 1024;
+
+const HEADER_LEN: usize = 4;
+
+/// Why no frame could be read; each ends the stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The header announced more than the limit.
+    #[error("a frame of {len} bytes is over the maximum of {max}")]
+    TooLong {
+        /// The announced length.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("the stream ended inside a frame")]
+    Truncated,
+    /// The stream failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 /// A byte stream split into frames.
-pub type FramedStream<T> = Framed<T, Codec>;
-
-/// The codec every muster peer uses: 4-byte big-endian length, payload only, at most
-/// [`MAX_FRAME_LEN`] (or less, see [`Codec::set_max_frame_length`]).
 #[derive(Debug)]
-pub struct Codec {
-    inner: LengthDelimitedCodec,
-    /// A header has been taken off the buffer and its payload has not been returned yet.
-    in_frame: bool,
+pub struct Frames<T> {
+    io: T,
+    max_len: usize,
+    /// Bytes read past the last frame returned; never shared, so its space is reused.
+    ahead: BytesMut,
+    /// The frame whose header has been read and whose payload is arriving.
+    body: Option<Body>,
 }
 
-/// Returns the codec every muster peer uses.
-pub fn codec() -> Codec {
-    Codec {
-        inner: LengthDelimitedCodec::builder()
-            .length_field_length(4)
-            .big_endian()
-            .max_frame_length(MAX_FRAME_LEN)
-            .new_codec(),
-        in_frame: false,
+#[derive(Debug)]
+struct Body {
+    len: usize,
+    payload: BytesMut,
+    charge: Option<Charge>,
+}
+
+/// Wraps a byte stream (a `TcpStream`, or a `tokio::io::duplex` end in tests) into frames of
+/// at most [`MAX_FRAME_LEN`].
+pub fn framed<T>(io: T) -> Frames<T> {
+    Frames {
+        io,
+        max_len: MAX_FRAME_LEN,
+        ahead: BytesMut::new(),
+        body: None,
     }
 }
 
-impl Codec {
+impl<T> Frames<T> {
     /// Changes the largest payload accepted from now on (the handshake lowers it until the
-    /// peer has proved the key).
+    /// peer has proved its key).
     pub fn set_max_frame_length(&mut self, len: usize) {
-        self.inner.set_max_frame_length(len);
+        self.max_len = len;
+    }
+
+    /// The stream below.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
     }
 }
 
-impl Decoder for Codec {
-    type Item = BytesMut;
-    type Error = io::Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-        let before = src.len();
-        let frame = self.inner.decode(src)?;
-        if frame.is_some() {
-            self.in_frame = false;
-        } else if src.len() < before {
-            // The inner codec took a whole header and waits for the payload.
-            self.in_frame = true;
+impl<T: AsyncRead + Unpin> Frames<T> {
+    /// Reads the next frame. `Ok(None)` means the stream ended cleanly, between frames.
+    ///
+    /// # Errors
+    /// [`ReadError`]; after one, the stream must be dropped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a partly read frame stays here for the next call.
+    pub async fn next(&mut self) -> Result<Option<BytesMut>, ReadError> {
+        if self.wait_header().await?.is_none() {
+            return Ok(None);
         }
-        Ok(frame)
+        self.begin_payload(None).await;
+        Ok(Some(self.finish_payload().await?.0))
     }
 
-    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() && !self.in_frame => Ok(None),
-            // The same error the codec gives for a stream cut inside a header or payload.
-            None => Err(io::Error::other("bytes remaining on stream")),
+    /// Reads the next frame as [`Frames::next`] does, taking its length from `budget` before
+    /// its payload is read; the returned [`Charge`] holds those bytes until it is dropped.
+    ///
+    /// # Errors
+    /// As [`Frames::next`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Frames::next`] is; a cancelled wait for the budget takes nothing.
+    pub async fn next_charged(
+        &mut self,
+        budget: &ByteBudget,
+    ) -> Result<Option<(BytesMut, Charge)>, ReadError> {
+        if self.wait_header().await?.is_none() {
+            return Ok(None);
+        }
+        self.begin_payload(Some(budget)).await;
+        let (payload, charge) = self.finish_payload().await?;
+        Ok(Some((payload, charge.expect("charged to the budget"))))
+    }
+
+    /// Waits for the next frame's header and returns the frame's length, or `None` when the
+    /// stream ended cleanly instead. With a frame begun, returns its length at once. The
+    /// three steps of a read are public so that a caller can time the peer's part (this and
+    /// [`Frames::finish_payload`]) apart from its own wait for a budget.
+    ///
+    /// # Errors
+    /// As [`Frames::next`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_header(&mut self) -> Result<Option<usize>, ReadError> {
+        if let Some(body) = &self.body {
+            return Ok(Some(body.len));
+        }
+        loop {
+            if let Some(header) = self.ahead.get(..HEADER_LEN) {
+                let len = u32::from_be_bytes(header.try_into().expect("four bytes")) as usize;
+                if len > self.max_len {
+                    return Err(ReadError::TooLong {
+                        len,
+                        max: self.max_len,
+                    });
+                }
+                return Ok(Some(len));
+            }
+            // Unshared, so this moves what is left to the front instead of allocating more.
+            self.ahead.reserve(READ_AHEAD - self.ahead.len());
+            let room = READ_AHEAD - self.ahead.len();
+            if read_at_most(&mut self.io, room, &mut self.ahead).await? == 0 {
+                return match self.ahead.is_empty() {
+                    true => Ok(None),
+                    false => Err(ReadError::Truncated),
+                };
+            }
+        }
+    }
+
+    /// After [`Frames::wait_header`] found a header: takes the frame's length from `budget`
+    /// (waiting for room) and gives the payload a buffer of exactly its length. Does nothing
+    /// when the frame is already begun.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait for the budget takes nothing and changes nothing.
+    ///
+    /// # Panics
+    /// When no header has been read.
+    pub async fn begin_payload(&mut self, budget: Option<&ByteBudget>) {
+        if self.body.is_some() {
+            return;
+        }
+        let header = self
+            .ahead
+            .get(..HEADER_LEN)
+            .expect("wait_header read a header");
+        let len = u32::from_be_bytes(header.try_into().expect("four bytes")) as usize;
+        let charge = match budget {
+            Some(budget) => Some(budget.charge(len).await),
+            None => None,
+        };
+        self.ahead.advance(HEADER_LEN);
+        // A copy, not a split: a split would keep the read-ahead buffer alive for as long as
+        // the payload lives, and let it grow past its size.
+        let from_ahead = len.min(self.ahead.len());
+        let mut payload = BytesMut::with_capacity(len);
+        payload.extend_from_slice(&self.ahead[..from_ahead]);
+        self.ahead.advance(from_ahead);
+        self.body = Some(Body {
+            len,
+            payload,
+            charge,
+        });
+    }
+
+    /// Reads the rest of the frame [`Frames::begin_payload`] began, and returns it with its
+    /// charge.
+    ///
+    /// # Errors
+    /// [`ReadError::Truncated`] or [`ReadError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what was read stays with the frame.
+    ///
+    /// # Panics
+    /// When no frame was begun.
+    pub async fn finish_payload(&mut self) -> Result<(BytesMut, Option<Charge>), ReadError> {
+        loop {
+            let body = self.body.as_mut().expect("begin_payload began a frame");
+            let missing = body.len - body.payload.len();
+            if missing == 0 {
+                let body = self.body.take().expect("checked above");
+                return Ok((body.payload, body.charge));
+            }
+            if read_at_most(&mut self.io, missing, &mut body.payload).await? == 0 {
+                return Err(ReadError::Truncated);
+            }
         }
     }
 }
 
-impl Encoder<Bytes> for Codec {
-    type Error = io::Error;
-
-    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> io::Result<()> {
-        self.inner.encode(frame, dst)
-    }
+/// One read of at most `limit` bytes into `buf`; 0 at the end of the stream.
+///
+/// Cancel safe: either it read into `buf` or it did nothing.
+async fn read_at_most<R: AsyncRead + Unpin>(
+    io: &mut R,
+    limit: usize,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    let mut limited = tokio::io::AsyncReadExt::take(io, limit as u64);
+    tokio::io::AsyncReadExt::read_buf(&mut limited, buf).await
 }
 
-/// Wraps a byte stream (a `TcpStream`, or a `tokio::io::duplex` end in tests) into frames.
-pub fn framed<T: AsyncRead + AsyncWrite>(io: T) -> FramedStream<T> {
-    Framed::new(io, codec())
+impl<T: AsyncWrite + Unpin> Frames<T> {
+    /// Writes one frame, as [`write_frame`].
+    ///
+    /// # Errors
+    /// As [`write_frame`].
+    pub async fn send(&mut self, payload: Bytes) -> io::Result<()> {
+        write_frame(&mut self.io, payload).await
+    }
 }
 
 /// Writes one frame straight to `io`: the header and `payload` in one vectored write,
-/// where the codec would first copy the payload into its write buffer (and keep that
-/// buffer, sized for the largest frame sent, for as long as the connection lives).
-///
-/// Only for a stream whose `Framed` has nothing buffered to write, or the frames would
-/// leave out of order.
+/// without copying the payload.
 ///
 /// # Errors
-/// A payload longer than [`MAX_FRAME_LEN`] (as the codec would refuse it), or the write's
-/// own error.
+/// A payload longer than [`MAX_FRAME_LEN`], or the write's own error.
 pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, payload: Bytes) -> io::Result<()> {
     let header = header_of(&payload)?;
     let mut frame = header.as_slice().chain(payload);
@@ -142,7 +293,7 @@ pub async fn write_two_frames<W: AsyncWrite + Unpin>(
     io.flush().await
 }
 
-/// The length prefix of `payload`, refused as the codec would refuse it.
+/// The length prefix of `payload`, refused when it is over [`MAX_FRAME_LEN`].
 fn header_of(payload: &Bytes) -> io::Result<[u8; 4]> {
     let len = u32::try_from(payload.len())
         .ok()
@@ -163,7 +314,8 @@ fn header_of(payload: &Bytes) -> io::Result<[u8; 4]> {
 mod tests {
     use super::*;
     use bytes::BufMut;
-    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn frames_round_trip_with_a_big_endian_length() {
@@ -179,21 +331,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_directly_written_frame_reads_back_through_the_codec_between_coded_ones() {
-        // Tried: a coded frame, a largest-size frame written directly, another coded one;
-        // the reader gets all three whole and in order.
+    async fn small_and_largest_frames_read_back_whole_and_in_order() {
+        // Tried: a small frame, a largest-size frame, another small one, then the end;
+        // the reader gets all three whole and in order, then a clean end.
         let (a, b) = tokio::io::duplex(1 << 16);
         let (mut tx, mut rx) = (framed(a), framed(b));
         let big = Bytes::from(vec![9u8; MAX_FRAME_LEN]);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(frame) = rx.next().await {
-                got.push(frame.unwrap().freeze());
+            while let Some(frame) = rx.next().await.unwrap() {
+                got.push(frame.freeze());
             }
             got
         });
         tx.send(Bytes::from_static(b"first")).await.unwrap();
-        write_frame(tx.get_mut(), big.clone()).await.unwrap();
+        tx.send(big.clone()).await.unwrap();
         tx.send(Bytes::from_static(b"last")).await.unwrap();
         drop(tx);
         let got = reader.await.unwrap();
@@ -299,45 +451,117 @@ mod tests {
         assert_eq!(io.bytes, b"\x00\x00\x00\x02ab\x00\x00\x00\x03cde");
     }
 
-    #[test]
-    fn a_length_above_the_maximum_is_refused_from_the_header_alone() {
-        let mut codec = codec();
-        let mut buf = BytesMut::new();
-        buf.put_u32(MAX_FRAME_LEN as u32 + 1);
-        let err = codec.decode(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-        // Nothing was reserved for the announced payload.
-        assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
+    /// A reader that counts the bytes taken from it.
+    struct CountingReader<R> {
+        inner: R,
+        taken: Arc<AtomicUsize>,
     }
 
-    #[test]
-    fn a_frame_of_exactly_the_maximum_is_accepted() {
-        let mut codec = codec();
-        let mut buf = BytesMut::new();
-        buf.put_u32(MAX_FRAME_LEN as u32);
-        buf.put_bytes(7, MAX_FRAME_LEN);
-        let frame = codec.decode(&mut buf).unwrap().unwrap();
+    impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let before = buf.filled().len();
+            let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+            this.taken
+                .fetch_add(buf.filled().len() - before, Ordering::SeqCst);
+            polled
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payload_is_not_read_until_its_length_is_charged() {
+        // Tried: a 64 KiB frame sent whole while the shared budget is spent by another
+        // charge; the reader takes no more than its read-ahead off the stream and holds no
+        // payload until the budget frees, then gets the frame with its charge.
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut rx = framed(CountingReader {
+            inner: b,
+            taken: Arc::clone(&taken),
+        });
+        let payload = Bytes::from(vec![5u8; 64 * 1024]);
+        write_frame(&mut a, payload.clone()).await.unwrap();
+        let budget = ByteBudget::new(128 * 1024);
+        let other = budget.charge(128 * 1024).await;
+        let reader = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                let got = rx.next_charged(&budget).await;
+                (got, rx)
+            }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!reader.is_finished());
+        assert!(taken.load(Ordering::SeqCst) <= READ_AHEAD);
+        drop(other);
+        let (got, _rx) = reader.await.unwrap();
+        let (frame, charge) = got.unwrap().unwrap();
+        assert!(frame == payload);
+        assert_eq!(budget.available(), 64 * 1024);
+        drop(charge);
+        assert_eq!(budget.available(), 128 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_length_above_the_maximum_is_refused_from_the_header_alone() {
+        let mut stream = BytesMut::new();
+        stream.put_u32(MAX_FRAME_LEN as u32 + 1);
+        let mut rx = framed(&stream[..]);
+        let err = rx.next().await.unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooLong { len, max } if len == MAX_FRAME_LEN + 1 && max == MAX_FRAME_LEN),
+            "{err:?}"
+        );
+        // Nothing was sized for the announced payload.
+        assert!(rx.body.is_none());
+        assert!(rx.ahead.capacity() <= READ_AHEAD, "{}", rx.ahead.capacity());
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_refuses_what_the_full_one_accepts() {
+        let stream = [&300u32.to_be_bytes()[..], &[1u8; 300]].concat();
+        let mut rx = framed(&stream[..]);
+        rx.set_max_frame_length(128);
+        assert!(matches!(
+            rx.next().await,
+            Err(ReadError::TooLong { len: 300, max: 128 })
+        ));
+        assert_eq!(
+            framed(&stream[..]).next().await.unwrap().unwrap().len(),
+            300
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_exactly_the_maximum_is_accepted() {
+        let mut stream = BytesMut::new();
+        stream.put_u32(MAX_FRAME_LEN as u32);
+        stream.put_bytes(7, MAX_FRAME_LEN);
+        let frame = framed(&stream[..]).next().await.unwrap().unwrap();
         assert_eq!(frame.len(), MAX_FRAME_LEN);
     }
 
     #[tokio::test]
     async fn a_close_right_after_a_header_is_an_error_not_a_clean_end() {
-        // The 4-byte header of a 1-byte frame, then nothing: tokio-util's codec alone
-        // takes this for a clean end, as its buffer is empty.
         let (a, mut b) = tokio::io::duplex(1 << 16);
         let mut rx = framed(a);
         b.write_all(b"\x00\x00\x00\x01").await.unwrap();
         drop(b);
-        let got = rx.next().await.unwrap();
-        assert!(got.is_err(), "expected an error, got {got:?}");
+        let got = rx.next().await;
+        assert!(matches!(got, Err(ReadError::Truncated)), "{got:?}");
     }
 
-    #[test]
-    fn a_zero_length_frame_then_the_end_is_a_frame_and_a_clean_end() {
-        let mut codec = codec();
-        let mut buf = BytesMut::from(&b"\x00\x00\x00\x00"[..]);
-        assert_eq!(codec.decode_eof(&mut buf).unwrap().unwrap().len(), 0);
-        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+    #[tokio::test]
+    async fn a_zero_length_frame_then_the_end_is_a_frame_and_a_clean_end() {
+        let mut rx = framed(&b"\x00\x00\x00\x00"[..]);
+        assert_eq!(rx.next().await.unwrap().unwrap().len(), 0);
+        assert!(rx.next().await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -346,53 +570,79 @@ mod tests {
         let mut rx = framed(a);
         b.write_all(b"\x00\x00\x00\x10only-ten").await.unwrap();
         drop(b);
-        let got = rx.next().await.unwrap();
-        assert!(got.is_err(), "expected an error, got {got:?}");
+        let got = rx.next().await;
+        assert!(matches!(got, Err(ReadError::Truncated)), "{got:?}");
     }
 }
 
-/// Property tests of the codec as a peer meets it: any bytes, arriving in any pieces (the
+/// Property tests of the reader as a peer meets it: any bytes, arriving in any pieces (the
 /// fuzz target `frame` checks the same on nightly).
 #[cfg(test)]
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
 
-    /// Feeds `stream` to a fresh codec in pieces cut at `cuts`, then ends it. Returns the
-    /// frames decoded and whether the codec refused the stream (an error ends the stream).
+    /// A stream that hands out its pieces one read at a time, then ends.
+    struct Pieces(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let pieces = &mut self.get_mut().0;
+            if let Some(piece) = pieces.front_mut() {
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                piece.drain(..n);
+                if piece.is_empty() {
+                    pieces.pop_front();
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Reads `stream`, cut into pieces at `cuts`, until it ends or is refused. Returns the
+    /// frames read and whether the reader refused the stream.
     fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> (Vec<BytesMut>, bool) {
-        let mut decoder = codec();
-        let mut buf = BytesMut::new();
-        let mut frames = Vec::new();
         let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(stream.len())).collect();
         bounds.sort_unstable();
         bounds.push(stream.len());
         let mut from = 0;
+        let mut pieces = VecDeque::new();
         for to in bounds {
-            buf.extend_from_slice(&stream[from..to]);
+            pieces.push_back(stream[from..to].to_vec());
             from = to;
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(frame)) => frames.push(frame),
-                    Ok(None) => break,
-                    Err(_) => return (frames, true),
-                }
+        }
+        pieces.retain(|piece| !piece.is_empty());
+        let mut rx = framed(Pieces(pieces));
+        let mut frames = Vec::new();
+        loop {
+            // `Pieces` never waits, so every read completes on its first poll.
+            let mut next = std::pin::pin!(rx.next());
+            let Poll::Ready(got) = next.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            else {
+                panic!("a read of Pieces waited");
+            };
+            match got {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => return (frames, false),
+                Err(_) => return (frames, true),
             }
         }
-        match decoder.decode_eof(&mut buf) {
-            Ok(Some(frame)) => frames.push(frame),
-            Ok(None) => {}
-            Err(_) => return (frames, true),
-        }
-        (frames, false)
     }
 
     fn encode_all(frames: &[BytesMut]) -> BytesMut {
         let mut out = BytesMut::new();
         for frame in frames {
-            codec()
-                .encode(Bytes::copy_from_slice(frame), &mut out)
-                .expect("a decoded frame encodes");
+            out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            out.extend_from_slice(frame);
         }
         out
     }

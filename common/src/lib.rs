@@ -23,6 +23,7 @@
 
 pub mod atomic_file;
 pub mod auth;
+pub mod byte_budget;
 pub mod channel;
 pub mod chunk_reader;
 pub mod diagnostics_file;

@@ -6,12 +6,11 @@
 
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
 use common::auth::{MAGIC, NONCE_LEN, PROOF_LEN};
-use common::frame::codec;
 use common::message::{EndReason, EntryKind, Packet, PutFile, Reply, Request, Stream};
 use common::PROTOCOL_VERSION;
-use tokio_util::codec::Encoder;
 
 fn main() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
@@ -47,15 +46,15 @@ fn texts(items: &[&str]) -> Vec<Vec<u8>> {
     items.iter().map(|s| s.as_bytes().to_vec()).collect()
 }
 
-/// Frames as the codec writes them, one after the other.
+/// Frames as peers write them (4-byte big-endian length, then the payload), one after the
+/// other.
 fn stream(frames: &[&[u8]]) -> Vec<u8> {
-    let mut buf = BytesMut::new();
+    let mut buf = Vec::new();
     for frame in frames {
-        codec()
-            .encode(Bytes::copy_from_slice(frame), &mut buf)
-            .unwrap();
+        buf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        buf.extend_from_slice(frame);
     }
-    buf.to_vec()
+    buf
 }
 
 fn hello(version: u8, rest: usize) -> Vec<u8> {

@@ -24,7 +24,8 @@ fn key() -> &'static Key {
     KEY.get_or_init(|| Key::from_hex(&"5a".repeat(32)).expect("64 hex digits"))
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+/// The one current-thread runtime the targets drive async code on.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_current_thread()

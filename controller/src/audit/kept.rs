@@ -7,6 +7,7 @@
 //! `<log dir>/output/<op_id>/<host>.stdout` and `.stderr`; they hold what hosts printed,
 //! so the files are made mode 0600 and the folders 0700, as the log's own.
 
+use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -40,7 +41,7 @@ pub struct Kept {
 pub struct Capture {
     cap: usize,
     head: Vec<u8>,
-    tail: Vec<u8>,
+    tail: VecDeque<u8>,
     total: u64,
 }
 
@@ -54,19 +55,30 @@ impl Capture {
 
     pub fn push(&mut self, mut bytes: &[u8]) {
         self.total += bytes.len() as u64;
-        let head_room = (self.cap / 2).saturating_sub(self.head.len());
-        let to_head = head_room.min(bytes.len());
-        self.head.extend_from_slice(&bytes[..to_head]);
-        bytes = &bytes[to_head..];
-        let tail_cap = self.cap - self.cap / 2;
+        let head_cap = self.cap / 2;
+        let to_head = head_cap.saturating_sub(self.head.len()).min(bytes.len());
+        if to_head > 0 {
+            let more = growth(self.head.len(), self.head.capacity(), to_head, head_cap);
+            self.head.reserve_exact(more);
+            self.head.extend_from_slice(&bytes[..to_head]);
+            bytes = &bytes[to_head..];
+        }
+        let tail_cap = self.cap - head_cap;
         if bytes.is_empty() || tail_cap == 0 {
             return;
         }
-        self.tail.extend_from_slice(bytes);
-        // Trim only when the window has doubled, so trimming costs O(1) per byte.
-        if self.tail.len() > 2 * tail_cap {
-            self.tail.drain(..self.tail.len() - tail_cap);
+        // A sliding window that never holds more than its size: of a chunk longer than the
+        // window only the end is taken, and older bytes leave as newer ones come.
+        if bytes.len() >= tail_cap {
+            self.tail.clear();
+            bytes = &bytes[bytes.len() - tail_cap..];
+        } else {
+            let overflow = (self.tail.len() + bytes.len()).saturating_sub(tail_cap);
+            self.tail.drain(..overflow);
         }
+        let more = growth(self.tail.len(), self.tail.capacity(), bytes.len(), tail_cap);
+        self.tail.reserve_exact(more);
+        self.tail.extend(bytes);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -79,11 +91,7 @@ impl Capture {
     }
 
     /// The bytes to keep, with a marker where output was cut, and whether it was.
-    fn into_kept_bytes(mut self) -> (Vec<u8>, bool) {
-        let tail_cap = self.cap - self.cap / 2;
-        if self.tail.len() > tail_cap {
-            self.tail.drain(..self.tail.len() - tail_cap);
-        }
+    fn into_kept_bytes(self) -> (Vec<u8>, bool) {
         let kept = (self.head.len() + self.tail.len()) as u64;
         let cut = kept < self.total;
         let mut bytes = self.head;
@@ -97,9 +105,20 @@ impl Capture {
             );
             bytes.extend_from_slice(marker.as_bytes());
         }
-        bytes.extend_from_slice(&self.tail);
+        bytes.extend(self.tail);
         (bytes, cut)
     }
+}
+
+/// How much more room a buffer of `len` bytes in `capacity` needs to take `add` more, growing
+/// by doubling as `Vec` does but never past `limit`: a capture's buffers stay within its cap
+/// however its output arrives.
+fn growth(len: usize, capacity: usize, add: usize, limit: usize) -> usize {
+    let needed = len + add;
+    if needed <= capacity {
+        return 0;
+    }
+    needed.max(2 * capacity).min(limit).max(needed) - len
 }
 
 /// The kept file of one host's stream.
@@ -232,6 +251,31 @@ mod tests {
         assert!(cut);
         assert!(text.starts_with("0123\n[ctl: 14 bytes cut here"), "{text}");
         assert!(text.ends_with("of 22 bytes]\nXYZ!"), "{text}");
+    }
+
+    #[test]
+    fn a_capture_holds_no_more_than_its_cap_however_output_arrives() {
+        // Tried: chunks of 256 KiB (the largest the wire carries), of one byte, and of
+        // sizes in between, into a 32 KiB capture; the head and the window together never
+        // reserve more than the cap, and the last bytes are the window's.
+        let mut capture = Capture::new(32 * 1024);
+        let mut last = Vec::new();
+        for (i, size) in [256 * 1024, 1, 7_000, 20_000, 1, 256 * 1024, 3]
+            .into_iter()
+            .enumerate()
+        {
+            let chunk = vec![b'a' + i as u8; size];
+            capture.push(&chunk);
+            last.extend_from_slice(&chunk);
+            let held = capture.head.capacity() + capture.tail.capacity();
+            assert!(
+                held <= 32 * 1024,
+                "after a chunk of {size}: {held} bytes reserved"
+            );
+        }
+        let (bytes, cut) = capture.into_kept_bytes();
+        assert!(cut);
+        assert!(bytes.ends_with(&last[last.len() - 16 * 1024..]));
     }
 
     fn capture_of(text: &str) -> Capture {

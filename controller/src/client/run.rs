@@ -84,25 +84,29 @@ async fn follow_command(
                 return HostOutcome::failure(Status::Cancelled, "cancelled; the agent did not confirm in time", started.elapsed());
             }
             // Cancel safe: a frame half received stays in the channel for the next turn.
-            packet = channel.recv_within::<Reply>(silence_timeout) => packet,
+            // Each frame is charged to the printer's byte budget before its payload is read.
+            packet = channel.recv_charged_within::<Reply>(silence_timeout, output.sink.budget()) => packet,
         };
         match packet {
-            Ok(Packet::Output(stream, bytes)) => {
+            Ok((Packet::Output(stream, bytes), charge)) => {
                 output.kept.get_mut(stream).push(&bytes);
-                output.sink.show(stream, bytes).await;
+                output.sink.show(stream, bytes, charge).await;
             }
-            Ok(Packet::Control(Reply::Started { .. } | Reply::Heartbeat)) => {}
-            Ok(Packet::Control(Reply::Exit {
-                code,
-                signal,
-                reason,
-            })) => {
+            Ok((Packet::Control(Reply::Started { .. } | Reply::Heartbeat), _)) => {}
+            Ok((
+                Packet::Control(Reply::Exit {
+                    code,
+                    signal,
+                    reason,
+                }),
+                _,
+            )) => {
                 return command_outcome(code, signal, reason, started.elapsed());
             }
-            Ok(Packet::Control(Reply::Error { message })) => {
+            Ok((Packet::Control(Reply::Error { message }), _)) => {
                 return HostOutcome::failure(Status::Error, message, started.elapsed())
             }
-            Ok(other @ (Packet::Control(_) | Packet::FileData(_))) => {
+            Ok((other @ (Packet::Control(_) | Packet::FileData(_)), _)) => {
                 return protocol_error(format!("unexpected reply {}", other.summary()), started)
             }
             Err(RecvError::Idle(_)) => {

@@ -17,12 +17,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use bytes::Bytes;
+use common::byte_budget::{ByteBudget, Charge};
 use common::message::Stream;
 use serde::Serialize;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 
 use super::capped::{CappedOutput, OutputIdentity};
 use super::controls::{escape_controls, may_have_controls, Controls};
@@ -60,8 +60,8 @@ enum Event {
         host: usize,
         stream: Stream,
         bytes: Bytes,
-        /// This chunk's share of the byte budget, given back once it is written out.
-        budget: OwnedSemaphorePermit,
+        /// The frame's share of the byte budget, given back once the chunk is written out.
+        charge: Charge,
     },
     Done {
         host: usize,
@@ -74,27 +74,24 @@ enum Event {
 pub struct OutputSink {
     host: usize,
     tx: mpsc::Sender<Event>,
-    budget: Arc<Semaphore>,
+    budget: ByteBudget,
 }
 
 impl OutputSink {
-    /// Hands a chunk of output to the printer, waiting while the printer holds its whole
-    /// byte budget.
-    pub async fn show(&self, stream: Stream, bytes: Bytes) {
-        // A chunk larger than the whole budget (the wire allows up to a frame) takes all of
-        // it rather than waiting for permits that can never exist.
-        let permits = u32::try_from(bytes.len().min(OUTPUT_BUDGET)).expect("the budget fits");
-        let budget = self
-            .budget
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .expect("the budget is never closed");
+    /// The byte budget a host's frames of output are charged to before they are read
+    /// ([`common::channel::Channel::recv_charged_within`]).
+    pub fn budget(&self) -> &ByteBudget {
+        &self.budget
+    }
+
+    /// Hands a chunk of output to the printer, with the charge its frame took from
+    /// [`OutputSink::budget`]; the printer drops the charge once the chunk is written out.
+    pub async fn show(&self, stream: Stream, bytes: Bytes, charge: Charge) {
         let event = Event::Output {
             host: self.host,
             stream,
             bytes,
-            budget,
+            charge,
         };
         // The printer outlives every sink, so a send can only fail if it panicked.
         let _ = self.tx.send(event).await;
@@ -113,7 +110,7 @@ impl OutputSink {
 /// The printer thread and the way to reach it.
 pub struct Printer {
     tx: mpsc::Sender<Event>,
-    budget: Arc<Semaphore>,
+    budget: ByteBudget,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -134,7 +131,7 @@ impl Printer {
             .expect("can start the printer thread");
         Printer {
             tx,
-            budget: Arc::new(Semaphore::new(OUTPUT_BUDGET)),
+            budget: ByteBudget::new(OUTPUT_BUDGET),
             thread,
         }
     }
@@ -172,8 +169,8 @@ struct HostBuffers {
 struct Pending {
     out: Vec<u8>,
     err: Vec<u8>,
-    /// Budget of the chunks in `out` and `err`, given back when they are written.
-    budget: Vec<OwnedSemaphorePermit>,
+    /// Charges of the chunks in `out` and `err`, given back when they are written.
+    charges: Vec<Charge>,
     /// How host output's control characters are shown in `out` and in `err`.
     controls: StreamPair<Controls>,
 }
@@ -213,7 +210,7 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
             host,
             stream,
             bytes,
-            budget,
+            charge,
         } => {
             let buffers = &mut hosts[host];
             let held = match (mode, stream) {
@@ -229,7 +226,7 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
                     pending.write_out_if_large();
                 }
             }
-            pending.budget.push(budget);
+            pending.charges.push(charge);
         }
         Event::Done { host, outcome } => {
             let buffers = &mut hosts[host];
@@ -280,7 +277,7 @@ impl Pending {
         }
         shrink(&mut self.out, WRITE_BATCH);
         shrink(&mut self.err, WRITE_BATCH);
-        self.budget.clear();
+        self.charges.clear();
     }
 }
 
