@@ -247,12 +247,12 @@ fn timed_run(fleet: &Fleet, agent: &mut Agent) -> Duration {
 }
 
 /// The size of the flood that starved controllers before the agent had a separate pool for
-/// handshakes (docs/security-net.md).
+/// handshakes (docs/SECURITY.md, finding 3).
 const FLOOD_CONNECTIONS: usize = 5_000;
 /// The agent's peak RSS bound behind such floods. The agent holds only a per-source
 /// limit's worth of a flood's connections at once, so its peak stays close to an idle
 /// agent's; the bound leaves room for noise above the peaks measured and is half of what
-/// an agent holding every flood connection reached (docs/security-net.md, "Measurements").
+/// an agent holding every flood connection reached (docs/SECURITY.md, finding 3, "Measurements").
 const FLOOD_PEAK_RSS_KIB: u64 = 32 * 1024;
 
 #[test]

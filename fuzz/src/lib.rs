@@ -2,7 +2,7 @@
 //! in from its source, since `ctl` has no library) and the drivers that play a peer.
 //!
 //! Each target's file says which decoder it feeds and the invariant it checks; the list,
-//! with how long each ran and what it found, is docs/security-fuzz.md.
+//! with how long each ran and what it found, is in docs/SECURITY.md ("Fuzzing and property tests").
 
 use std::sync::OnceLock;
 
