@@ -31,6 +31,7 @@ pub mod digest;
 pub mod folder;
 pub mod frame;
 pub mod hashing_writer;
+pub mod identity;
 pub mod key;
 pub mod message;
 pub mod private_file;
