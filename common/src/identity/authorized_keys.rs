@@ -1,0 +1,1 @@
+//! `authorized_keys`: which operator keys an agent lets in, and for what.

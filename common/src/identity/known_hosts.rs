@@ -1,0 +1,1 @@
+//! `known_hosts`: which host keys ctl trusts, by address, port and name.
