@@ -528,8 +528,8 @@ fn unique_prefix(id: &str, others: &[&str]) -> String {
 #[test]
 fn show_with_a_unique_prefix_gives_command_user_host_statuses_and_kept_output() {
     let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key()).env(WHO, "web1").start();
-    let web2 = Agent::builder(&fleet.key()).env(WHO, "web2").start();
+    let web1 = fleet.agent_builder().env(WHO, "web1").start();
+    let web2 = fleet.agent_builder().env(WHO, "web2").start();
     fleet.write_inventory(
         &[("web1", web1.addr()), ("web2", web2.addr())],
         &[("web", &["web1", "web2"])],

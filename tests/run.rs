@@ -28,7 +28,7 @@ fn background_sleep(pid_file: &std::path::Path) -> String {
 /// stop commands do not wait out the default grace.
 fn fleet_with_quick_kill() -> (Fleet, Agent) {
     let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key())
+    let web1 = fleet.agent_builder()
         .flags(&["--kill-grace", "1"])
         .start();
     fleet.write_inventory(&[("web1", web1.addr())], &[]);
@@ -151,7 +151,7 @@ fn ctl_runs_a_command_on_ten_hosts_in_little_memory() {
 fn a_failing_and_an_unreachable_host_exit_1_and_are_named() {
     let fleet = Fleet::new();
     let web1 = fleet.agent();
-    let web2 = Agent::builder(&fleet.key()).env(ROLE, "bad").start();
+    let web2 = fleet.agent_builder().env(ROLE, "bad").start();
     fleet.write_inventory(
         &[
             ("web1", web1.addr()),
@@ -186,7 +186,7 @@ fn a_failing_and_an_unreachable_host_exit_1_and_are_named() {
 fn json_gives_one_object_per_host_with_exactly_the_documented_keys() {
     let fleet = Fleet::new();
     let web1 = fleet.agent();
-    let web2 = Agent::builder(&fleet.key()).env(ROLE, "bad").start();
+    let web2 = fleet.agent_builder().env(ROLE, "bad").start();
     fleet.write_inventory(
         &[
             ("web1", web1.addr()),
@@ -255,7 +255,7 @@ fn json_gives_one_object_per_host_with_exactly_the_documented_keys() {
 fn gather_prints_each_distinct_output_once_under_its_hosts() {
     let fleet = Fleet::new();
     let (web1, web2) = (fleet.agent(), fleet.agent());
-    let web3 = Agent::builder(&fleet.key()).env(ROLE, "other").start();
+    let web3 = fleet.agent_builder().env(ROLE, "other").start();
     fleet.write_inventory(
         &[
             ("web1", web1.addr()),

@@ -7,7 +7,7 @@ use common::message::{Packet, Reply, Request};
 
 use super::{protocol_error, Connector};
 use crate::inventory::Host;
-use crate::outcome::HostOutcome;
+use crate::outcome::{HostOutcome, Status};
 
 /// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
 /// trip alone, so that connection set-up does not hide a slow agent.
@@ -31,6 +31,9 @@ pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
             agent_version: Some(agent_version),
             ..HostOutcome::succeeded(round_trip.elapsed())
         },
+        Ok(Packet::Control(Reply::Denied { message })) => {
+            HostOutcome::failure(Status::AuthFailed, message, started.elapsed())
+        }
         Ok(other) => protocol_error(
             format!("unexpected answer to ping: {}", other.summary()),
             started,

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use common::channel::Channel;
 use common::chunk_reader::ChunkReader;
 use common::message::{EntryKind, Packet, PutFile, Reply, Request};
-use tokio::net::TcpStream;
 
-use super::{next_reply, Connector, Failure, Stop};
+use super::{next_reply, Connector, Failure, Stop, Stream};
 use crate::inventory::Host;
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
@@ -97,7 +96,7 @@ pub async fn push(
 }
 
 async fn push_entry(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     job: &PushJob,
     entry: &LocalEntry,
     remote_root: &mut String,
@@ -159,7 +158,7 @@ async fn push_entry(
 /// After `PutReady`: asks the agent to keep what it holds if that is our content, or sends
 /// the data and its SHA-256; then checks the agent's `PutDone`.
 async fn put_data(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     entry: &LocalEntry,
     held_sha256: Option<String>,
     progress: &TransferProgress,
@@ -215,7 +214,7 @@ async fn whole_hash(entry: &LocalEntry) -> Result<String, Failure> {
 /// Gives folders whose mode withholds access from their owner that mode, deepest first,
 /// now that everything below them is written.
 async fn restore_dir_modes(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     job: &PushJob,
     remote_root: &str,
     silence: Duration,
@@ -255,7 +254,7 @@ async fn restore_dir_modes(
 /// while this task encrypts and sends the previous ones, so reading, hashing and sending
 /// overlap.
 async fn send_file(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     entry: &LocalEntry,
     progress: &TransferProgress,
     silence: Duration,
