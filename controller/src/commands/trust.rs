@@ -52,17 +52,21 @@ pub async fn trust(args: TrustArgs) -> Result<Exit> {
             }
         };
         let verdict = match known.lookup(&host.name, peer, &key) {
-            Lookup::Known { .. } => Verdict::Known,
-            Lookup::Unknown => {
-                known.add(&host.name, peer, &key);
-                Verdict::Added
+            Lookup::Known { .. } => Ok(Verdict::Known),
+            Lookup::Unknown => known.add(&host.name, peer, &key).map(|_| Verdict::Added),
+            Lookup::Changed { .. } if args.replace => known
+                .replace(&host.name, peer, &key, &today)
+                .map(|_| Verdict::Replaced),
+            Lookup::Changed { .. } => Ok(Verdict::Changed),
+            Lookup::Revoked { .. } => Ok(Verdict::Revoked),
+        };
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(bad) => {
+                all_ok = false;
+                println!("{}: {key} ({peer}): not recorded: {bad}", host.name);
+                continue;
             }
-            Lookup::Changed { .. } if args.replace => {
-                known.replace(&host.name, peer, &key, &today);
-                Verdict::Replaced
-            }
-            Lookup::Changed { .. } => Verdict::Changed,
-            Lookup::Revoked { .. } => Verdict::Revoked,
         };
         let said = match verdict {
             Verdict::Known => "already trusted",
