@@ -121,7 +121,7 @@ fn permit_limits_what_a_key_may_do() {
         .arg_path(&source)
         .args(&["--dest", dest.to_str().unwrap()])
         .output();
-    out.assert_code(1).assert_stdout_has("auth_failed");
+    out.assert_code(1).assert_stderr_has("auth_failed");
     assert!(!dest.exists(), "a push went through permit=\"ping,pull\"");
 }
 
@@ -302,10 +302,7 @@ fn keys_made_by_ssh_keygen_work_on_both_sides() {
     ]);
     let public = fs::read_to_string(operator.with_extension("pub")).unwrap();
     fs::write(fleet.authorized_keys(), public).unwrap();
-    let web1 = fleet
-        .agent_builder()
-        .flags(&["--host-key", host_key.to_str().unwrap()])
-        .start();
+    let web1 = fleet.agent_builder().host_key(&host_key).start();
     fleet.write_inventory_text(&format!(
         "defaults:\n  identity: keys/id_ed25519\nhosts:\n  web1: {}\n",
         web1.addr()
@@ -456,7 +453,7 @@ fn bad_lines_in_authorized_keys_and_known_hosts_are_named_and_the_rest_works() {
         crate::util::CTL_DEADLINE,
         || {
             let log = web1.stderr();
-            log.contains("line 1") && log.contains("line 2") && log.contains("line 3")
+            ["line=1", "line=2", "line=3"].iter().all(|line| log.contains(line))
         },
     );
     web1.assert_running();

@@ -776,14 +776,16 @@ fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_change
     );
 }
 
+/// The channel a fake controller speaks on.
+type ControllerChannel =
+    common::channel::Channel<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
 /// Runs `work` against a fresh authenticated connection to `addr`, as a controller would,
 /// with the fleet's operator identity (and trusting whatever key the agent proves).
 fn as_controller<T>(
     fleet: &Fleet,
     addr: SocketAddr,
-    work: impl AsyncFnOnce(
-        &mut common::channel::Channel<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-    ) -> T,
+    work: impl AsyncFnOnce(&mut ControllerChannel) -> T,
 ) -> T {
     let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
     let tls = common::tls::client_config(
@@ -815,7 +817,7 @@ fn as_controller<T>(
 }
 
 /// The agent's next reply other than a heartbeat.
-async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream>) -> Reply {
+async fn next_reply(channel: &mut ControllerChannel) -> Reply {
     loop {
         match channel.recv::<Reply>().await {
             Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,

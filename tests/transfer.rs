@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::util::{
     agent_on, files_below, fleet_of, json_of, json_sorted, mode_of, peak_rss_kib, set_mode,
-    sha256_file, snapshot, temps_in, text, wait_for_temp, wait_until, Agent, Fleet, Node,
+    sha256_file, snapshot, temps_in, text, wait_for_temp, wait_until, Fleet, Node,
 };
 
 const MIB: u64 = 1024 * 1024;

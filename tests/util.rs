@@ -197,6 +197,12 @@ pub struct AgentBuilder {
 }
 
 impl AgentBuilder {
+    /// Uses the host key at `path` (made by the agent if missing) instead of a new one.
+    pub fn host_key(mut self, path: &Path) -> AgentBuilder {
+        path.clone_into(&mut self.host_key);
+        self
+    }
+
     /// Adds command-line flags, e.g. `["--kill-grace", "1"]`.
     pub fn flags(mut self, flags: &[&str]) -> AgentBuilder {
         self.flags.extend(flags.iter().map(|flag| flag.to_string()));
