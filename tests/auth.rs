@@ -57,7 +57,10 @@ fn an_operator_key_not_in_authorized_keys_is_auth_failed_and_nothing_runs() {
     assert_eq!(web1["status"], "auth_failed", "{web1}");
     let error = web1["error"].as_str().unwrap_or_default();
     assert!(error.contains("not in authorized_keys"), "{error}");
-    assert!(!marker.exists(), "the command ran for a key the agent does not know");
+    assert!(
+        !marker.exists(),
+        "the command ran for a key the agent does not know"
+    );
     // The same agent still serves the operator it knows.
     run_json(&fleet, "true").assert_code(0);
 }
@@ -86,16 +89,27 @@ fn permit_limits_what_a_key_may_do() {
     // refused with a message naming the line, and neither the command nor the file lands.
     let (fleet, _web1) = one_host();
     let line = fs::read_to_string(fleet.authorized_keys()).unwrap();
-    fs::write(fleet.authorized_keys(), format!("permit=\"ping,pull\" {line}")).unwrap();
+    fs::write(
+        fleet.authorized_keys(),
+        format!("permit=\"ping,pull\" {line}"),
+    )
+    .unwrap();
     let marker = fleet.path("marker");
 
-    fleet.ctl("ping").args(&["-H", "web1"]).output().assert_code(0);
+    fleet
+        .ctl("ping")
+        .args(&["-H", "web1"])
+        .output()
+        .assert_code(0);
     let out = run_json(&fleet, &touch(&marker));
     out.assert_code(1);
     let web1 = &out.json_by_host()["web1"];
     assert_eq!(web1["status"], "auth_failed", "{web1}");
     let error = web1["error"].as_str().unwrap_or_default();
-    assert!(error.contains("may not run") && error.contains("line 1"), "{error}");
+    assert!(
+        error.contains("may not run") && error.contains("line 1"),
+        "{error}"
+    );
     assert!(!marker.exists());
 
     let source = fleet.path("pushed.txt");
@@ -116,7 +130,11 @@ fn from_that_does_not_match_the_source_address_refuses_the_key() {
     // Tried: from="10.0.0.0/8" on the operator's line; ctl connects from 127.0.0.1.
     let (fleet, _web1) = one_host();
     let line = fs::read_to_string(fleet.authorized_keys()).unwrap();
-    fs::write(fleet.authorized_keys(), format!("from=\"10.0.0.0/8\" {line}")).unwrap();
+    fs::write(
+        fleet.authorized_keys(),
+        format!("from=\"10.0.0.0/8\" {line}"),
+    )
+    .unwrap();
     let marker = fleet.path("marker");
 
     let out = run_json(&fleet, &touch(&marker));
@@ -124,7 +142,13 @@ fn from_that_does_not_match_the_source_address_refuses_the_key() {
     out.assert_code(1);
     let web1 = &out.json_by_host()["web1"];
     assert_eq!(web1["status"], "auth_failed", "{web1}");
-    assert!(web1["error"].as_str().unwrap_or_default().contains("127.0.0.1"), "{web1}");
+    assert!(
+        web1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1"),
+        "{web1}"
+    );
     assert!(!marker.exists());
 }
 
@@ -159,7 +183,11 @@ fn a_changed_host_key_or_a_relay_with_its_own_key_is_refused_as_a_possible_attac
     let real_key = fleet.host_keys().of(real.addr()).unwrap();
     fs::write(
         fleet.path("known_hosts"),
-        format!("[{}]:{},web1 {real_key}\n", relay.addr().ip(), relay.addr().port()),
+        format!(
+            "[{}]:{},web1 {real_key}\n",
+            relay.addr().ip(),
+            relay.addr().port()
+        ),
     )
     .unwrap();
     let marker = fleet.path("marker");
@@ -170,8 +198,15 @@ fn a_changed_host_key_or_a_relay_with_its_own_key_is_refused_as_a_possible_attac
     let result = &out.json_by_host()["web1"];
     assert_eq!(result["status"], "auth_failed", "{result}");
     let error = result["error"].as_str().unwrap_or_default();
-    assert!(error.contains("CHANGED") && error.contains("attack"), "{error}");
-    assert_eq!(error.matches("SHA256:").count(), 2, "both fingerprints: {error}");
+    assert!(
+        error.contains("CHANGED") && error.contains("attack"),
+        "{error}"
+    );
+    assert_eq!(
+        error.matches("SHA256:").count(),
+        2,
+        "both fingerprints: {error}"
+    );
     assert!(!marker.exists());
 }
 
@@ -190,7 +225,10 @@ fn ctl_trust_records_new_keys_and_replaces_a_changed_one_only_when_told() {
     out.assert_code(0).assert_stdout_has("added");
     let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let first_key = fleet.host_keys().of(first.addr()).unwrap();
-    assert!(known.contains(&first_key) && known.contains(",web1 "), "{known}");
+    assert!(
+        known.contains(&first_key) && known.contains(",web1 "),
+        "{known}"
+    );
     fleet
         .ctl("trust")
         .args(&["-H", "web1"])
@@ -208,13 +246,20 @@ fn ctl_trust_records_new_keys_and_replaces_a_changed_one_only_when_told() {
     ));
     fs::write(
         fleet.path("known_hosts"),
-        format!("[{}]:{},web1 {first_key}\n", second.addr().ip(), second.addr().port()),
+        format!(
+            "[{}]:{},web1 {first_key}\n",
+            second.addr().ip(),
+            second.addr().port()
+        ),
     )
     .unwrap();
     let before = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let out = fleet.ctl("trust").args(&["-H", "web1"]).output();
     out.assert_code(1).assert_stdout_has("CHANGED");
-    assert_eq!(fs::read_to_string(fleet.path("known_hosts")).unwrap(), before);
+    assert_eq!(
+        fs::read_to_string(fleet.path("known_hosts")).unwrap(),
+        before
+    );
 
     fleet
         .ctl("trust")
@@ -234,9 +279,27 @@ fn keys_made_by_ssh_keygen_work_on_both_sides() {
     // ed25519`, the host key handed to the agent, known_hosts written by ctl trust.
     let fleet = Fleet::new();
     let operator = fleet.path("keys/id_ed25519");
-    ssh_keygen(&["-q", "-t", "ed25519", "-N", "", "-C", "alice@ws1", "-f", operator.to_str().unwrap()]);
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "alice@ws1",
+        "-f",
+        operator.to_str().unwrap(),
+    ]);
     let host_key = fleet.path("ssh_host_key");
-    ssh_keygen(&["-q", "-t", "ed25519", "-N", "", "-f", host_key.to_str().unwrap()]);
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        host_key.to_str().unwrap(),
+    ]);
     let public = fs::read_to_string(operator.with_extension("pub")).unwrap();
     fs::write(fleet.authorized_keys(), public).unwrap();
     let web1 = fleet
@@ -247,7 +310,11 @@ fn keys_made_by_ssh_keygen_work_on_both_sides() {
         "defaults:\n  identity: keys/id_ed25519\nhosts:\n  web1: {}\n",
         web1.addr()
     ));
-    fleet.ctl("trust").args(&["-H", "web1"]).output().assert_code(0);
+    fleet
+        .ctl("trust")
+        .args(&["-H", "web1"])
+        .output()
+        .assert_code(0);
     let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let host_public = fs::read_to_string(host_key.with_extension("pub")).unwrap();
     let host_public: Vec<&str> = host_public.split_whitespace().take(2).collect();
@@ -265,7 +332,16 @@ fn a_passphrase_key_is_used_through_ssh_agent() {
     let locked = fleet.path("keys/locked");
     fs::copy(&plain, &locked).unwrap();
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o600)).unwrap();
-    ssh_keygen(&["-q", "-p", "-N", "secret words", "-P", "", "-f", locked.to_str().unwrap()]);
+    ssh_keygen(&[
+        "-q",
+        "-p",
+        "-N",
+        "secret words",
+        "-P",
+        "",
+        "-f",
+        locked.to_str().unwrap(),
+    ]);
 
     let out = fleet
         .ctl("run")
@@ -280,9 +356,11 @@ fn a_passphrase_key_is_used_through_ssh_agent() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ssh-agent starts");
-    crate::util::wait_until("ssh-agent listens", std::time::Duration::from_secs(10), || {
-        socket.exists()
-    });
+    crate::util::wait_until(
+        "ssh-agent listens",
+        std::time::Duration::from_secs(10),
+        || socket.exists(),
+    );
     // The unlocked copy is the same key: the agent holds it, the locked file names it.
     let added = Command::new("ssh-add")
         .arg(&plain)
@@ -294,7 +372,14 @@ fn a_passphrase_key_is_used_through_ssh_agent() {
     let out = fleet
         .ctl("run")
         .env("SSH_AUTH_SOCK", socket.to_str().unwrap())
-        .args(&["--json", "--identity", locked.to_str().unwrap(), "-H", "web1", "echo via-agent"])
+        .args(&[
+            "--json",
+            "--identity",
+            locked.to_str().unwrap(),
+            "-H",
+            "web1",
+            "echo via-agent",
+        ])
         .output();
     let _ = ssh_agent.kill();
     let _ = ssh_agent.wait();
@@ -313,19 +398,34 @@ fn unusable_identities_exit_2_with_a_clear_error() {
     fs::set_permissions(fleet.identity(), fs::Permissions::from_mode(0o600)).unwrap();
 
     let rsa = fleet.path("keys/rsa");
-    ssh_keygen(&["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa.to_str().unwrap()]);
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "rsa",
+        "-b",
+        "2048",
+        "-N",
+        "",
+        "-f",
+        rsa.to_str().unwrap(),
+    ]);
     let out = fleet
         .ctl("run")
         .args(&["--identity", rsa.to_str().unwrap(), "-H", "web1", "true"])
         .output();
-    out.assert_code(2).assert_stderr_has("ssh-rsa").assert_stderr_has("Ed25519");
+    out.assert_code(2)
+        .assert_stderr_has("ssh-rsa")
+        .assert_stderr_has("Ed25519");
 
     let out = fleet
         .ctl("run")
         .args(&["--identity", "/nonexistent/key", "-H", "web1", "true"])
         .output();
     out.assert_code(2).assert_stderr_has("/nonexistent/key");
-    assert!(!fleet.audit_path().exists(), "nothing ran, so nothing is logged");
+    assert!(
+        !fleet.audit_path().exists(),
+        "nothing ran, so nothing is logged"
+    );
 }
 
 #[test]
@@ -351,10 +451,14 @@ fn bad_lines_in_authorized_keys_and_known_hosts_are_named_and_the_rest_works() {
         .args(&["-v", "--json", "-H", "web1", "true"])
         .output();
     out.assert_code(0).assert_stderr_has("line 1");
-    crate::util::wait_until("the agent logs the bad lines", crate::util::CTL_DEADLINE, || {
-        let log = web1.stderr();
-        log.contains("line 1") && log.contains("line 2") && log.contains("line 3")
-    });
+    crate::util::wait_until(
+        "the agent logs the bad lines",
+        crate::util::CTL_DEADLINE,
+        || {
+            let log = web1.stderr();
+            log.contains("line 1") && log.contains("line 2") && log.contains("line 3")
+        },
+    );
     web1.assert_running();
 }
 
@@ -378,7 +482,11 @@ fn ctl_keygen_writes_an_openssh_identity_and_never_overwrites() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let fingerprint = listed.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let fingerprint = listed
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     assert!(fingerprint.starts_with("SHA256:"), "{listed}");
     assert!(out.stderr.contains(&fingerprint), "{}", out.stderr);
     let before = fs::read(&path).unwrap();

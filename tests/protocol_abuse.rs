@@ -45,7 +45,8 @@ const DROP_DEADLINE: Duration = Duration::from_secs(10);
 /// A fleet with one agent whose handshake timeout is short, and `web1` pointing at it.
 fn fleet_with_strict_agent() -> (Fleet, Agent) {
     let fleet = Fleet::new();
-    let agent = fleet.agent_builder()
+    let agent = fleet
+        .agent_builder()
         .flags(&["--handshake-timeout", HANDSHAKE_TIMEOUT_S])
         .start();
     fleet.write_inventory(&[("web1", agent.addr())], &[]);
@@ -524,7 +525,8 @@ fn the_log_folder_cap_removes_the_oldest_files_and_keeps_writing() {
         .unwrap();
     }
     fs::write(logs.join("notes.txt"), "not a log file").unwrap();
-    let agent = fleet.agent_builder()
+    let agent = fleet
+        .agent_builder()
         .flags(&[
             "--log-dir",
             text(&logs),

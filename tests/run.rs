@@ -28,9 +28,7 @@ fn background_sleep(pid_file: &std::path::Path) -> String {
 /// stop commands do not wait out the default grace.
 fn fleet_with_quick_kill() -> (Fleet, Agent) {
     let fleet = Fleet::new();
-    let web1 = fleet.agent_builder()
-        .flags(&["--kill-grace", "1"])
-        .start();
+    let web1 = fleet.agent_builder().flags(&["--kill-grace", "1"]).start();
     fleet.write_inventory(&[("web1", web1.addr())], &[]);
     (fleet, web1)
 }

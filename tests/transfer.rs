@@ -588,7 +588,8 @@ fn a_push_that_does_not_fit_is_refused_before_any_data_and_the_old_file_stays() 
     fs::create_dir(&files).unwrap();
     let files = text(&files).to_owned();
     let mount_then_run = r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#;
-    let agent = fleet.agent_builder()
+    let agent = fleet
+        .agent_builder()
         .wrapped_in(&["unshare", "-rm", "sh", "-c", mount_then_run, "sh", &files])
         .flags(&["--files-dir", &files])
         .start();

@@ -280,7 +280,6 @@ impl AgentBuilder {
 }
 
 impl Agent {
-
     /// Where the agent listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -50,7 +50,11 @@ impl Operator {
             self.fingerprint(),
             action.name(),
             self.line,
-            if allowed.is_empty() { "nothing".to_owned() } else { allowed.join(",") }
+            if allowed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                allowed.join(",")
+            }
         )
     }
 }

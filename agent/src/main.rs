@@ -53,7 +53,11 @@ struct Args {
 
     /// The operator keys that may connect, in OpenSSH authorized_keys format (options
     /// from="..." and permit="run,push,pull,ping"); re-read when it changes.
-    #[arg(long, default_value = "/etc/muster/authorized_keys", value_name = "PATH")]
+    #[arg(
+        long,
+        default_value = "/etc/muster/authorized_keys",
+        value_name = "PATH"
+    )]
     authorized_keys: PathBuf,
 
     /// Also write diagnostic logs to daily-rotated files (agent.log.YYYY-MM-DD) in this folder.

@@ -30,7 +30,10 @@ pub enum HandshakeError {
     #[error("TLS handshake failed: {0}")]
     Tls(rustls::Error),
     /// The peer speaks TLS but not this protocol (no ALPN `muster/3`).
-    #[error("the peer does not speak {} (another muster version, or not muster)", String::from_utf8_lossy(ALPN))]
+    #[error(
+        "the peer does not speak {} (another muster version, or not muster)",
+        String::from_utf8_lossy(ALPN)
+    )]
     WrongProtocol,
     /// The connection failed or closed during the handshake.
     #[error("connection lost during the handshake: {0}")]
@@ -43,7 +46,10 @@ pub enum HandshakeError {
 impl HandshakeError {
     /// Tells the TLS errors tokio-rustls wraps in `io::Error` from the transport's own.
     fn from_io(err: io::Error) -> HandshakeError {
-        if err.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        if err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
             let inner = err.into_inner().expect("checked above");
             let tls = inner.downcast::<rustls::Error>().expect("checked above");
             return HandshakeError::Tls(*tls);
@@ -100,7 +106,8 @@ pub async fn accept<T: AsyncRead + AsyncWrite + Unpin>(
         return Err(HandshakeError::WrongProtocol);
     }
     // The verifier makes a client key mandatory, so a finished handshake has one.
-    let key = peer_key(connection).ok_or(HandshakeError::Tls(rustls::Error::NoCertificatesPresented))?;
+    let key =
+        peer_key(connection).ok_or(HandshakeError::Tls(rustls::Error::NoCertificatesPresented))?;
     Ok((Channel::new(framed(tls)), key))
 }
 
@@ -179,10 +186,16 @@ mod tests {
             .err()
             .expect("refused");
         assert!(
-            matches!(err, HandshakeError::Tls(rustls::Error::InvalidCertificate(_))),
+            matches!(
+                err,
+                HandshakeError::Tls(rustls::Error::InvalidCertificate(_))
+            ),
             "{err:?}"
         );
         assert_eq!(presented.get().as_ref(), Some(relay.public_key()));
-        assert!(agent.await.unwrap().is_err(), "the relay never gets a session");
+        assert!(
+            agent.await.unwrap().is_err(),
+            "the relay never gets a session"
+        );
     }
 }

@@ -35,4 +35,3 @@ pub mod identity;
 pub mod message;
 pub mod private_file;
 pub mod tls;
-

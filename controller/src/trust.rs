@@ -55,9 +55,9 @@ impl HostTrust {
                 "unknown host key {key}: {name} ({addr}) is not in {file}; nothing was run. \
                  If that is its key, `ctl trust -H {name}` records it"
             ),
-            Lookup::Revoked { line } => format!(
-                "host key {key} is REVOKED ({file} line {line}); nothing was run"
-            ),
+            Lookup::Revoked { line } => {
+                format!("host key {key} is REVOKED ({file} line {line}); nothing was run")
+            }
             Lookup::Changed { recorded } => {
                 let was: Vec<String> = recorded
                     .iter()

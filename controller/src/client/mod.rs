@@ -112,7 +112,10 @@ impl Connector {
         let (_, presented, peer) = self.open(host, started, None).await?;
         match presented.get() {
             Some(key) => Ok((peer, key)),
-            None => Err(protocol_error("the agent presented no host key".into(), started)),
+            None => Err(protocol_error(
+                "the agent presented no host key".into(),
+                started,
+            )),
         }
     }
 
@@ -153,7 +156,11 @@ impl Connector {
             Ok(peer) => peer,
             Err(err) => {
                 let why = format!("connect to {endpoint}: {err}");
-                return Err(HostOutcome::failure(Status::Unreachable, why, started.elapsed()));
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
             }
         };
         let check: HostKeyCheck = match self.learn_keys {
@@ -161,7 +168,8 @@ impl Connector {
             false => self.trust.check(&host.name, peer),
         };
         let presented = PresentedKey::default();
-        let config = match tls::client_config(Arc::clone(&self.identity), check, presented.clone()) {
+        let config = match tls::client_config(Arc::clone(&self.identity), check, presented.clone())
+        {
             Ok(config) => config,
             Err(err) => return Err(protocol_error(format!("cannot set up TLS: {err}"), started)),
         };

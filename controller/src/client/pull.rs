@@ -27,7 +27,7 @@ use common::hashing_writer::DiskPath;
 use common::message::{EntryKind, Packet, Reply, Request};
 use tokio::sync::Semaphore;
 
-use super::{lost, Stream, Connector, Failure, Stop};
+use super::{lost, Connector, Failure, Stop, Stream};
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::transfer_progress::TransferProgress;

@@ -45,8 +45,11 @@ impl LoggedOperation {
     ) -> Result<LoggedOperation> {
         let plan = plan::resolve(targets, connect)?;
         let log = AuditLog::open(&log_options.log_dir)?;
-        log.append(&op.start_record(&plan.targets, &plan.groups_of), &plan.identity)
-            .context("cannot write the operation log, so nothing was done")?;
+        log.append(
+            &op.start_record(&plan.targets, &plan.groups_of),
+            &plan.identity,
+        )
+        .context("cannot write the operation log, so nothing was done")?;
         tracing::info!(op_id = %op.op_id, hosts = plan.targets.len(), "operation started");
         let stop = Stop::default();
         tokio::spawn(stop.clone().on_signals());

@@ -2,7 +2,12 @@
 //! `known_hosts`, as `ssh` asks on first contact, but on purpose and for many hosts at once.
 //! A changed key is never replaced without `--replace`.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use anyhow::{Context, Result};
+use common::identity::keys::PublicKey;
 use common::identity::known_hosts::{KnownHosts, Lookup};
 
 use super::Exit;
@@ -30,26 +35,36 @@ pub async fn trust(args: TrustArgs) -> Result<Exit> {
         learn_keys: true,
         ..plan.connector()
     };
-    let presented = fan_out(&plan.targets, plan.forks, |_, host| {
-        let connector = connector.clone();
-        async move { connector.host_key(&host).await }
+    // The fan-out collects outcomes; the keys found go beside them, by target index.
+    let found: Arc<Mutex<Vec<Option<(SocketAddr, PublicKey)>>>> =
+        Arc::new(Mutex::new(vec![None; plan.targets.len()]));
+    let outcomes = fan_out(&plan.targets, plan.forks, |index, host| {
+        let (connector, found) = (connector.clone(), Arc::clone(&found));
+        async move {
+            let started = Instant::now();
+            match connector.host_key(&host).await {
+                Ok(presented) => {
+                    found.lock().expect("never poisoned")[index] = Some(presented);
+                    HostOutcome::succeeded(started.elapsed())
+                }
+                Err(outcome) => outcome,
+            }
+        }
     })
     .await;
+    let found = std::mem::take(&mut *found.lock().expect("never poisoned"));
     // Read again now: another `ctl trust` may have written meanwhile.
     let (mut known, _) = KnownHosts::load(&path)
         .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
     let today = today_utc();
     let mut changed_file = false;
     let mut all_ok = true;
-    for (host, presented) in plan.targets.iter().zip(presented) {
-        let (peer, key) = match presented {
-            Ok(found) => found,
-            Err(HostOutcome { status, error, .. }) => {
-                all_ok = false;
-                let why = error.unwrap_or_default();
-                println!("{}: {}: {why}", host.name, status.as_str());
-                continue;
-            }
+    for ((host, outcome), presented) in plan.targets.iter().zip(&outcomes).zip(found) {
+        let Some((peer, key)) = presented else {
+            all_ok = false;
+            let why = outcome.error.as_deref().unwrap_or_default();
+            println!("{}: {}: {why}", host.name, outcome.status.as_str());
+            continue;
         };
         let verdict = match known.lookup(&host.name, peer, &key) {
             Lookup::Known { .. } => Ok(Verdict::Known),
