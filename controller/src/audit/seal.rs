@@ -336,8 +336,8 @@ mod tests {
         }
     }
 
-    /// The record a chain of `seq - 1` records, ending in a line whose digest is `prev`,
-    /// would add, signed by `signer` in the name of `operator`.
+    /// The record at `seq` that follows a line whose digest is `prev`, naming `operator`
+    /// as its writer (not signed yet).
     fn record(seq: u64, prev: &str, operator: &PublicKey) -> Record {
         let op = Operation::new(Kind::Run, Some("uptime".into()));
         let mut record = op.start_record(&[], &Default::default());
@@ -354,7 +354,7 @@ mod tests {
         (1..=n)
             .map(|seq| {
                 let signer = signers(seq);
-                let line = seal(&record(seq, &prev, signer.public_key()), &signer).unwrap();
+                let line = seal(&record(seq, &prev, signer.public_key()), signer).unwrap();
                 prev = digest(&line);
                 (at(seq as usize), line)
             })
