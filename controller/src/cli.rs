@@ -288,7 +288,8 @@ pub struct LogArgs {
 pub enum LogAction {
     /// Show one operation in full, with each host's kept output; a unique id prefix is enough.
     Show(LogShowArgs),
-    /// Check the chain of MACs over every record and the kept output; exit 1 at the first break.
+    /// Check every record's signature, the chain and the kept output, with public keys
+    /// only; exit 1 at the first break.
     Verify(LogVerifyArgs),
 }
 
@@ -369,7 +370,18 @@ pub struct LogShowArgs {
 
 #[derive(Debug, Args)]
 pub struct LogVerifyArgs {
-    /// The inventory whose `defaults.key_file` holds the fleet key (the log key derives from it).
+    /// The operators whose records are accepted: public keys in authorized_keys format.
+    /// Default: the .pub beside the identity ctl would use (--identity, else the
+    /// inventory's `defaults.identity`, else ~/.ssh/id_ed25519). No private key is read.
+    #[arg(long, value_name = "FILE")]
+    pub operators: Option<PathBuf>,
+
+    /// Without --operators: accept the records of this identity, whose PATH.pub is read.
+    #[arg(long, env = "CTL_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// Without --operators and --identity: the inventory whose `defaults.identity` names
+    /// the identity.
     #[arg(
         short = 'i',
         long,
@@ -378,10 +390,6 @@ pub struct LogVerifyArgs {
         value_name = "PATH"
     )]
     pub inventory: PathBuf,
-
-    /// The fleet key file, instead of the inventory's.
-    #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

@@ -3,7 +3,7 @@
 //! was contacted, and `main` maps it to exit status 2.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,8 +89,19 @@ pub fn resolve(targets: &TargetArgs, connect: &ConnectArgs) -> Result<Plan> {
 /// # Errors
 /// No path can be found, or the key cannot be used.
 pub fn load_identity(inventory: &Inventory, keys: &KeyArgs) -> Result<Identity> {
-    let path = match (&keys.identity, inventory.identity()) {
-        (Some(flag), _) => flag.clone(),
+    let path = identity_path(keys.identity.as_deref(), inventory)?;
+    Identity::load(&path).with_context(|| format!("cannot use the identity {}", path.display()))
+}
+
+/// Where the operator's identity is, as [`load_identity`] looks for it: `flag` (from
+/// `--identity` or `$CTL_IDENTITY`), else the inventory's `defaults.identity`, else
+/// `~/.ssh/id_ed25519`. Nothing is read.
+///
+/// # Errors
+/// None of them is given and HOME is not set.
+pub fn identity_path(flag: Option<&Path>, inventory: &Inventory) -> Result<PathBuf> {
+    Ok(match (flag, inventory.identity()) {
+        (Some(flag), _) => flag.to_owned(),
         (None, Some(from_inventory)) => from_inventory.to_owned(),
         (None, None) => match std::env::var_os("HOME") {
             Some(home) => PathBuf::from(home).join(".ssh/id_ed25519"),
@@ -99,8 +110,7 @@ pub fn load_identity(inventory: &Inventory, keys: &KeyArgs) -> Result<Identity> 
                 inventory.path().display()
             ),
         },
-    };
-    Identity::load(&path).with_context(|| format!("cannot use the identity {}", path.display()))
+    })
 }
 
 /// Where the agents' host keys are: `--known-hosts` (or `$CTL_KNOWN_HOSTS`), else the
