@@ -453,7 +453,9 @@ fn bad_lines_in_authorized_keys_and_known_hosts_are_named_and_the_rest_works() {
         crate::util::CTL_DEADLINE,
         || {
             let log = web1.stderr();
-            ["line=1", "line=2", "line=3"].iter().all(|line| log.contains(line))
+            ["line=1", "line=2", "line=3"]
+                .iter()
+                .all(|line| log.contains(line))
         },
     );
     web1.assert_running();

@@ -331,7 +331,9 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
     };
     let filter =
         || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only for a person at a terminal: journald and log files get plain text.
     let stderr_layer = fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let (file_layer, guard) = match &args.log_dir {

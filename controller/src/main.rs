@@ -90,7 +90,9 @@ fn init_logging(
     };
     let filter =
         |level: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only for a person at a terminal: journald and log files get plain text.
     let stderr_layer = fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter(stderr_level));
     // A log folder that cannot be created is reported by the operation itself; diagnostics

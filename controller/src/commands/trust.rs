@@ -16,6 +16,9 @@ use crate::fanout::fan_out;
 use crate::outcome::HostOutcome;
 use crate::plan;
 
+/// The address an agent answered on and the key it proved.
+type Presented = (SocketAddr, PublicKey);
+
 /// What became of one host's key.
 enum Verdict {
     Known,
@@ -36,7 +39,7 @@ pub async fn trust(args: TrustArgs) -> Result<Exit> {
         ..plan.connector()
     };
     // The fan-out collects outcomes; the keys found go beside them, by target index.
-    let found: Arc<Mutex<Vec<Option<(SocketAddr, PublicKey)>>>> =
+    let found: Arc<Mutex<Vec<Option<Presented>>>> =
         Arc::new(Mutex::new(vec![None; plan.targets.len()]));
     let outcomes = fan_out(&plan.targets, plan.forks, |index, host| {
         let (connector, found) = (connector.clone(), Arc::clone(&found));
