@@ -497,3 +497,28 @@ fn ctl_keygen_writes_an_openssh_identity_and_never_overwrites() {
         .assert_code(2);
     assert_eq!(fs::read(&path).unwrap(), before, "keygen overwrote a key");
 }
+
+#[test]
+fn the_log_names_the_host_key_each_agent_proved() {
+    // Tried: one run against a trusted agent, one against an agent whose key nobody
+    // recorded: both end records give the fingerprint the agent presented.
+    let (fleet, web1) = one_host();
+    run_json(&fleet, "true").assert_code(0);
+    let line = fleet.host_keys().of(web1.addr()).unwrap();
+    let fingerprint = common::identity::keys::PublicKey::from_openssh(&line)
+        .unwrap()
+        .fingerprint();
+    fs::write(fleet.path("known_hosts"), "").unwrap();
+    run_json(&fleet, "true").assert_code(1);
+
+    let ends: Vec<_> = fleet
+        .audit_records()
+        .into_iter()
+        .filter(|record| record["event"] == "end")
+        .collect();
+    assert_eq!(ends.len(), 2);
+    for end in &ends {
+        assert_eq!(end["results"][0]["host_key"], fingerprint.as_str(), "{end}");
+    }
+    assert_eq!(ends[1]["results"][0]["status"], "auth_failed");
+}

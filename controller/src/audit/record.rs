@@ -178,6 +178,9 @@ pub struct HostRecord {
     /// The kept copy of the host's stderr, when it printed any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_stderr: Option<Kept>,
+    /// The fingerprint of the host key the agent proved (or, refused, presented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 /// What an operation learned by running, for its end record.
@@ -268,6 +271,7 @@ impl Operation {
                 stdout_bytes: outcome.stdout_bytes,
                 stderr_bytes: outcome.stderr_bytes,
                 error: outcome.error.clone(),
+                host_key: outcome.host_key.clone(),
                 kept_stdout: kept.stdout.clone(),
                 kept_stderr: kept.stderr.clone(),
                 bytes: (self.kind != Kind::Run).then_some(outcome.bytes),

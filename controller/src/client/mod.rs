@@ -86,8 +86,9 @@ impl Stop {
     }
 }
 
-/// An established, authenticated connection, or the outcome that explains why there is none.
-type Connected = Result<Channel<Stream>, HostOutcome>;
+/// An established, authenticated connection and the fingerprint of the host key the agent
+/// proved, or the outcome that explains why there is none.
+type Connected = Result<(Channel<Stream>, String), HostOutcome>;
 
 impl Connector {
     /// Connects and authenticates within the connect timeout: the TLS handshake, in which
@@ -100,9 +101,12 @@ impl Connector {
         started: Instant,
         first: Option<Packet<Request>>,
     ) -> Connected {
-        self.open(host, started, first.as_ref())
-            .await
-            .map(|(channel, _, _)| channel)
+        let (channel, presented, _) = self.open(host, started, first.as_ref()).await?;
+        let fingerprint = presented
+            .get()
+            .map(|key| key.fingerprint())
+            .unwrap_or_default();
+        Ok((channel, fingerprint))
     }
 
     /// The key the agent of `host` presents, proved in a full handshake, and the address
@@ -206,7 +210,8 @@ impl Connector {
                 Status::AuthFailed,
                 self.trust.refusal(&host.name, peer, &key),
                 started.elapsed(),
-            ),
+            )
+            .with_host_key(key.fingerprint()),
             _ => HostOutcome::failure(Status::Error, err.to_string(), started.elapsed()),
         }
     }

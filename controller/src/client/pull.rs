@@ -61,15 +61,15 @@ pub async fn pull(
     };
     let connected =
         connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(get)));
-    let mut channel = match connected.await {
-        Ok(channel) => channel,
+    let (mut channel, host_key) = match connected.await {
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
     let received = tokio::select! {
         _ = stop.cancel.cancelled() => Err(Failure::new(Status::Cancelled, "cancelled; the file being written was discarded")),
         received = receive_all(&mut channel, &local_base, &progress, connector.silence_timeout) => received,
     };
-    match received {
+    let outcome = match received {
         Ok(Received {
             bytes,
             sha256,
@@ -81,7 +81,8 @@ pub async fn pull(
             ..HostOutcome::succeeded(started.elapsed())
         },
         Err(failure) => HostOutcome::failure(failure.status, failure.error, started.elapsed()),
-    }
+    };
+    outcome.with_host_key(host_key)
 }
 
 struct Received {

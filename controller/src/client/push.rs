@@ -49,13 +49,27 @@ pub async fn push(
     let started = Instant::now();
     // Nothing goes with the handshake: push_entry sends each entry's request and reads its
     // answer together, and one round trip per push is noise next to the data.
-    let mut channel = match connector
+    let (mut channel, host_key) = match connector
         .connect_unless_stopped(host, stop, started, None)
         .await
     {
-        Ok(channel) => channel,
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
+    push_tree(&mut channel, connector, &job, &progress, stop, started)
+        .await
+        .with_host_key(host_key)
+}
+
+/// Sends every entry of the tree over `channel`, then restores the folders' modes.
+async fn push_tree(
+    channel: &mut Channel<Stream>,
+    connector: &Connector,
+    job: &PushJob,
+    progress: &TransferProgress,
+    stop: &Stop,
+    started: Instant,
+) -> HostOutcome {
     let mut remote_root = String::new();
     let (mut bytes, mut changed) = (0u64, false);
     for entry in &job.tree.entries {
@@ -65,7 +79,7 @@ pub async fn push(
                 // destination keeps its old content.
                 return HostOutcome::failure(Status::Cancelled, "cancelled; the file being written was discarded", started.elapsed());
             }
-            sent = push_entry(&mut channel, &job, entry, &mut remote_root, &progress, connector.silence_timeout) => sent,
+            sent = push_entry(channel, job, entry, &mut remote_root, progress, connector.silence_timeout) => sent,
         };
         match sent {
             Ok(Sent::Changed(n)) => {
@@ -77,7 +91,7 @@ pub async fn push(
         }
     }
     if let Err(failure) =
-        restore_dir_modes(&mut channel, &job, &remote_root, connector.silence_timeout).await
+        restore_dir_modes(channel, job, &remote_root, connector.silence_timeout).await
     {
         return failure.at(started);
     }

@@ -33,8 +33,8 @@ pub async fn run(
     let started = Instant::now();
     let connected =
         connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(exec)));
-    let mut channel = match connected.await {
-        Ok(channel) => channel,
+    let (mut channel, host_key) = match connected.await {
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
     let silence = connector.silence_timeout;
@@ -46,6 +46,7 @@ pub async fn run(
         stderr_bytes: output.kept.stderr.total(),
         ..outcome
     }
+    .with_host_key(host_key)
 }
 
 /// Where one host's output goes: its kept copy and the printer.
