@@ -109,18 +109,24 @@ CTL_PREV=$MUSTER_PREV_BIN/ctl                     # only used when MUSTER_PREV_B
 AGENT_PREV=$MUSTER_PREV_BIN/agent
 ANSIBLE=$BENCH_DIR/venv/bin/ansible
 SSHCFG=$BENCH_DIR/ssh/config
-KEY=$BENCH_DIR/fleet.key
+IDENTITY=$BENCH_DIR/operator                      # the operator's key (bench/setup.sh)
+AUTHORIZED=$BENCH_DIR/muster_authorized_keys      # its .pub, for the agents
+FLEET_KEY=$BENCH_DIR/fleet.key                    # only for a MUSTER_PREV_BIN from before identities
 BENCH_USER=mbench
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it starts sshd)"
-for f in "$CTL" "$AGENT" "$SSHCFG" "$KEY" /usr/bin/time; do
+for f in "$CTL" "$AGENT" "$SSHCFG" "$IDENTITY" "$AUTHORIZED" /usr/bin/time; do
   [ -e "$f" ] || die "$f is missing: run bench/setup.sh first"
 done
+# Does the previous build take identities (--host-key), or the shared key of before?
+PREV_USES_KEYS=0
 if [ -n "$MUSTER_PREV_BIN" ]; then
   for f in "$CTL_PREV" "$AGENT_PREV"; do [ -x "$f" ] || die "MUSTER_PREV_BIN: $f is missing"; done
+  "$AGENT_PREV" --help | grep -q -- '--host-key' && PREV_USES_KEYS=1
+  [ "$PREV_USES_KEYS" = 1 ] || [ -f "$FLEET_KEY" ] || die "$FLEET_KEY is missing: run bench/setup.sh"
 else
   case " $TOOLS $PUSH_TOOLS $PULL_TOOLS " in *" muster-prev "*) die "muster-prev needs MUSTER_PREV_BIN" ;; esac
 fi
@@ -239,12 +245,18 @@ agent_pids=()
 n_prev_agents=0
 prev_agent_pids=()   # the previous build's agents (MUSTER_PREV_BIN), on PREV_PORT
 start_agents() {  # [prev] n: start agents for hosts n_agents+1..n (prev: the previous build's)
-  local bin=$AGENT port=7070 o=agents have=$n_agents
-  if [ "$1" = prev ]; then bin=$AGENT_PREV port=$PREV_PORT o=agents-prev have=$n_prev_agents; shift; fi
+  local bin=$AGENT port=7070 o=agents have=$n_agents keys=1
+  if [ "$1" = prev ]; then
+    bin=$AGENT_PREV port=$PREV_PORT o=agents-prev have=$n_prev_agents keys=$PREV_USES_KEYS
+    shift
+  fi
   local want=$1 i
+  mkdir -p "$RUN/hostkeys/$o"
   for ((i = have + 1; i <= want; i++)); do
     host_dir "$i"
-    ( cg_join hosts; exec "$bin" --listen "$(addr "$i"):$port" --key-file "$KEY" -q \
+    local auth=(--host-key "$RUN/hostkeys/$o/$i" --authorized-keys "$AUTHORIZED")
+    [ "$keys" = 1 ] || auth=(--key-file "$FLEET_KEY")
+    ( cg_join hosts; exec "$bin" --listen "$(addr "$i"):$port" "${auth[@]}" -q \
         --files-dir "$RUN/fs/$i" ) \
       >>"$RUN/$o.out" 2>>"$RUN/$o.err" &
     pids+=("$!")
@@ -259,6 +271,13 @@ start_agents() {  # [prev] n: start agents for hosts n_agents+1..n (prev: the pr
     sleep 0.1
   done
   if [ "$o" = agents ]; then n_agents=$want; else n_prev_agents=$want; fi
+  # Trust them as ctl trust would, from the host keys they wrote (no handshake is timed).
+  if [ "$keys" = 1 ]; then
+    for ((i = have + 1; i <= want; i++)); do
+      printf '[%s]:%s,h%05d %s\n' "$(addr "$i")" "$port" "$i" \
+        "$(cut -d' ' -f1,2 "$RUN/hostkeys/$o/$i.pub")" >>"$RUN/known_hosts-$o"
+    done
+  fi
   log "$want $o up"
 }
 
@@ -286,7 +305,8 @@ write_hosts() {   # inventories and host files for N hosts
   {
     echo "defaults:"
     echo "  port: 7070"
-    echo "  key_file: $KEY"
+    echo "  identity: $IDENTITY"
+    echo "  known_hosts: $RUN/known_hosts-agents"
     echo "hosts:"
   } >"$d/inventory.yaml"
   {
@@ -302,7 +322,13 @@ write_hosts() {   # inventories and host files for N hosts
     echo "$a" >>"$d/ansible.ini"
   done
   # The previous build's inventory: the same hosts, at its agents' port.
-  [ -n "$PREV" ] && sed "s/^  port: 7070\$/  port: $PREV_PORT/" "$d/inventory.yaml" >"$d/inventory-prev.yaml"
+  if [ -n "$PREV" ] && [ "$PREV_USES_KEYS" = 1 ]; then
+    sed -e "s/^  port: 7070\$/  port: $PREV_PORT/" -e "s|known_hosts-agents|known_hosts-agents-prev|" \
+      "$d/inventory.yaml" >"$d/inventory-prev.yaml"
+  elif [ -n "$PREV" ]; then
+    sed -e "s/^  port: 7070\$/  port: $PREV_PORT/" -e "s|^  identity: .*|  key_file: $FLEET_KEY|" \
+      -e "/^  known_hosts: /d" "$d/inventory.yaml" >"$d/inventory-prev.yaml"
+  fi
   return 0
 }
 

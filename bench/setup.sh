@@ -9,7 +9,8 @@
 # - installs ansible-core from PyPI into a private venv ($BENCH_DIR/venv);
 # - makes a bench-only ssh key pair and client config in $BENCH_DIR/ssh (the user's
 #   ~/.ssh is never read or written);
-# - makes the fleet key for the benchmark agents ($BENCH_DIR/fleet.key);
+# - makes the operator identity of the benchmark ($BENCH_DIR/operator, .pub) and the
+#   agents' authorized_keys ($BENCH_DIR/muster_authorized_keys) with it;
 # - builds muster in release mode into a separate target dir so it does not lock the
 #   workspace's own target/ while other builds run.
 #
@@ -155,8 +156,16 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$src" && cargo build --release --quiet -p agent -p controller)
   echo "$desc" >"$BENCH_DIR/muster-build.txt"
 fi
+if [ ! -f "$BENCH_DIR/operator" ]; then
+  ssh-keygen -q -t ed25519 -N '' -C muster-bench-operator -f "$BENCH_DIR/operator"
+fi
+cp "$BENCH_DIR/operator.pub" "$BENCH_DIR/muster_authorized_keys"
+chmod 0644 "$BENCH_DIR/muster_authorized_keys"
+# A build from before identities (MUSTER_PREV_BIN) still takes a shared fleet key.
 if [ ! -f "$BENCH_DIR/fleet.key" ]; then
-  "$CARGO_TARGET_DIR/release/ctl" keygen "$BENCH_DIR/fleet.key" >/dev/null
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BENCH_DIR/fleet.key"
+  echo >>"$BENCH_DIR/fleet.key"
+  chmod 0600 "$BENCH_DIR/fleet.key"
 fi
 
 echo "==> ready: $BENCH_DIR ($(ls "$BENCH_DIR" | tr '\n' ' '))"

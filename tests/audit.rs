@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use common::identity::keys::PublicKey;
 use serde_json::Value;
 
 use crate::util::{closed_port_addr, Fleet, CTL_DEADLINE};
@@ -32,6 +33,10 @@ fn a_run_writes_a_start_and_an_end_record() {
 
     let records = fleet.audit_records();
     assert_eq!(records.len(), 2, "records: {records:#?}");
+    let operator = PublicKey::from_openssh(
+        &std::fs::read_to_string(fleet.path("keys/operator.pub")).expect("the fleet has a .pub"),
+    )
+    .expect("an OpenSSH public key");
     let (start, end) = (&records[0], &records[1]);
     assert_eq!(start["event"], "start");
     assert_eq!(end["event"], "end");
@@ -42,6 +47,16 @@ fn a_run_writes_a_start_and_an_end_record() {
         assert_eq!(record["command"], "echo hello; exit 4");
         assert!(record["time"].as_str().is_some_and(|t| t.contains('T')));
         assert!(record["user"].as_str().is_some_and(|u| !u.is_empty()));
+        // Who signed it: the identity ctl used, by its key's fingerprint and comment.
+        assert_eq!(
+            record["operator"],
+            serde_json::json!({"fingerprint": operator.fingerprint(), "comment": "operator@test"}),
+            "record: {record}"
+        );
+        assert!(
+            record["sig"].as_str().is_some_and(|sig| !sig.is_empty()),
+            "record: {record}"
+        );
         let argv = record["argv"].as_array().expect("argv is a list");
         assert_eq!(argv.last().unwrap(), "4", "argv: {argv:?}");
     }

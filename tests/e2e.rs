@@ -38,7 +38,8 @@ mod inventory;
 mod audit;
 
 // `ctl log`: listing and filtering real operations, `show` with kept output, and `verify`
-// on intact, tampered, rotated and concurrently written logs.
+// with operators' public keys on intact, tampered, forged, rotated and concurrently written
+// logs, and on one log of two operators.
 mod log;
 
 // `ctl push` and `ctl pull` between real binaries: large files verified on disk with flat

@@ -44,7 +44,7 @@ fn a_group_cycle_exits_2_and_names_the_cycle() {
 fn a_duplicate_host_exits_2_and_names_it() {
     let fleet = Fleet::new();
     fleet.write_inventory_text(
-        "defaults:\n  key_file: fleet.key\n\
+        "defaults:\n  identity: keys/operator\n\
          hosts:\n  web1: 127.0.0.1:7001\n  web2: 127.0.0.1:7002\n  web1: 127.0.0.1:7003\n",
     );
 
@@ -57,7 +57,7 @@ fn a_duplicate_host_exits_2_and_names_it() {
 fn a_yaml_syntax_error_exits_2_with_line_and_column() {
     let fleet = Fleet::new();
     fleet.write_inventory_text(
-        "defaults:\n  key_file: fleet.key\nhosts:\n  web1: 127.0.0.1:7001\n  web2: [oops\n",
+        "defaults:\n  identity: keys/operator\nhosts:\n  web1: 127.0.0.1:7001\n  web2: [oops\n",
     );
 
     let out = run_group(&fleet, "all");
@@ -80,7 +80,7 @@ fn hosts_lists_the_selection_without_contacting_it() {
     let fleet = Fleet::new();
     let (gone1, gone2) = (closed_port_addr(), closed_port_addr());
     fleet.write_inventory_text(&format!(
-        "defaults:\n  key_file: fleet.key\n\
+        "defaults:\n  identity: keys/operator\n\
          hosts:\n  web1: {gone1}\n  web2: {{ address: 127.0.0.1, port: {} }}\n  db1: {gone1}\n\
          groups:\n  web: [web1, web2]\n  prod: [web, db1]\n",
         gone2.port()
@@ -101,7 +101,7 @@ fn hosts_into_a_pipe_nobody_reads_ends_quietly() {
     // reading end of stdout is closed before ctl writes anything.
     let fleet = Fleet::new();
     fleet.write_inventory_text(
-        "defaults:\n  key_file: fleet.key\nhosts:\n  n[1:20000]: 127.0.0.1\n",
+        "defaults:\n  identity: keys/operator\nhosts:\n  n[1:20000]: 127.0.0.1\n",
     );
     let (reader, writer) = std::io::pipe().expect("can make a pipe");
     drop(reader);

@@ -1,6 +1,6 @@
 //! `ctl log`: listing, filtering and showing operations made by real `ctl run`s, capping of
-//! the kept output, and `ctl log verify` on untouched, tampered, rotated and concurrently
-//! written logs.
+//! the kept output, and `ctl log verify` on untouched, tampered, forged, rotated and
+//! concurrently written logs, with the public keys of one or two operators.
 //!
 //! Tampering is always done on a copy of the log folder ([`tampered_copy`]), so each check
 //! starts from the same intact log and the failure names a file the test knows.
@@ -11,10 +11,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::identity::keys::{Identity, PublicKey};
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use crate::util::{copy_dir, write_key, Agent, CtlOutput, Fleet, CTL_DEADLINE};
+use crate::util::{copy_dir, write_identity, Agent, CtlOutput, Fleet, CTL_DEADLINE};
 
 /// The agent environment variable a command can branch on (all agents share this machine).
 const WHO: &str = "MUSTER_E2E_WHO";
@@ -24,6 +26,12 @@ const LIST_HEADER: &str = "ID";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/// The comment of the fleet's operator key (`Fleet::new` writes it).
+const OPERATOR: &str = "operator@test";
+
+/// The namespace of the log's signatures, as the README gives it.
+const NAMESPACE: &str = "muster-operation-log";
 
 /// The local user `ctl` records, found independently of `ctl`.
 fn current_user() -> String {
@@ -104,14 +112,22 @@ fn listed_row(out: &CtlOutput, op_id: &str) -> String {
         .to_owned()
 }
 
-/// `ctl log verify` on `log_dir` with the key from `key_args` (e.g. `["-i", inventory]`).
-fn verify(fleet: &Fleet, log_dir: &Path, key_args: &[&str]) -> CtlOutput {
-    ctl_log_in(fleet, log_dir, &[&["verify"], key_args].concat())
+/// `ctl log verify ARGS` on `log_dir`, in the fleet's folder: with no ARGS the operators'
+/// keys are the fleet's `keys/operator.pub`, found through the inventory's identity.
+fn verify(fleet: &Fleet, log_dir: &Path, args: &[&str]) -> CtlOutput {
+    ctl_log_in(fleet, log_dir, &[&["verify"], args].concat())
 }
 
 /// The fleet's inventory as a `-i` argument for `ctl log verify`.
 fn inventory_arg(fleet: &Fleet) -> String {
     fleet.path("inventory.yaml").display().to_string()
+}
+
+/// The public key of the identity at `path` (its `.pub`).
+fn public_key_of(path: &Path) -> PublicKey {
+    let public = format!("{}.pub", path.display());
+    let line = fs::read_to_string(&public).unwrap_or_else(|err| panic!("{public}: {err}"));
+    PublicKey::from_openssh(&line).expect("ctl keygen writes OpenSSH public keys")
 }
 
 /// Copies the fleet's log folder to `name`, lets `edit` change the lines of its
@@ -146,13 +162,29 @@ fn assert_broken_at(out: &CtlOutput, file: &Path, line: usize, reason: &str) {
     );
 }
 
-/// The `mac` of a sealed line.
-fn mac_of(line: &str) -> String {
+/// What the next line's `prev` holds: the SHA-256 of `line`'s exact bytes, hex.
+fn digest_of(line: &str) -> String {
+    hex::encode(Sha256::digest(line.as_bytes()))
+}
+
+/// The `sig` of a sealed line.
+fn sig_of(line: &str) -> String {
     let record: Value = serde_json::from_str(line).expect("a log line is JSON");
-    record["mac"]
+    record["sig"]
         .as_str()
-        .expect("a sealed line has a mac")
+        .expect("a sealed line has a sig")
         .to_owned()
+}
+
+/// A second operator of `fleet`, `bob@test` (`keys/bob`), whom the agents authorize too.
+/// Call it before starting agents.
+fn add_operator_bob(fleet: &Fleet) -> PathBuf {
+    let bob = fleet.path("keys/bob");
+    let line = write_identity(&bob, "bob@test");
+    let mut authorized = fs::read_to_string(fleet.authorized_keys()).unwrap();
+    authorized.push_str(&format!("{line}\n"));
+    fs::write(fleet.authorized_keys(), authorized).unwrap();
+    bob
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +324,7 @@ fn listing_shows_every_operation_newest_first_with_its_result() {
     ];
     for (op_id, cells) in expected_cells {
         let row = listed_row(&out, op_id);
-        for cell in cells.iter().chain([&user.as_str()]) {
+        for cell in cells.iter().chain([&user.as_str(), &OPERATOR]) {
             assert!(
                 row.contains(cell),
                 "row of {op_id}: expected {cell:?} in {row:?}"
@@ -451,8 +483,14 @@ fn json_listing_prints_the_records_themselves_newest_operation_first() {
         let record: Value =
             serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}"));
         assert!(
-            record["mac"].as_str().is_some_and(|mac| mac.len() == 64),
-            "no mac: {line}"
+            record["sig"].as_str().is_some_and(|sig| sig.len() > 64),
+            "no sig: {line}"
+        );
+        let fingerprint = public_key_of(&log.fleet.identity()).fingerprint();
+        assert_eq!(
+            record["operator"],
+            serde_json::json!({"fingerprint": fingerprint, "comment": OPERATOR}),
+            "operator of {line}"
         );
         assert!(record["seq"].is_u64(), "no seq: {line}");
         assert!(
@@ -526,10 +564,10 @@ fn unique_prefix(id: &str, others: &[&str]) -> String {
 }
 
 #[test]
-fn show_with_a_unique_prefix_gives_command_user_host_statuses_and_kept_output() {
+fn show_with_a_unique_prefix_gives_command_user_operator_statuses_and_kept_output() {
     let fleet = Fleet::new();
-    let web1 = Agent::builder(&fleet.key()).env(WHO, "web1").start();
-    let web2 = Agent::builder(&fleet.key()).env(WHO, "web2").start();
+    let web1 = fleet.agent_builder().env(WHO, "web1").start();
+    let web2 = fleet.agent_builder().env(WHO, "web2").start();
     fleet.write_inventory(
         &[("web1", web1.addr()), ("web2", web2.addr())],
         &[("web", &["web1", "web2"])],
@@ -550,9 +588,11 @@ fn show_with_a_unique_prefix_gives_command_user_host_statuses_and_kept_output() 
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
+    let fingerprint = public_key_of(&fleet.identity()).fingerprint();
     let expected_lines = [
         format!("operation  {op}"),
         format!("command    {command}"),
+        format!("operator   {fingerprint} {OPERATOR}"),
         "result     1 ok, 1 failed".to_owned(),
     ];
     for line in &expected_lines {
@@ -726,36 +766,59 @@ fn sealed_log() -> (Fleet, [String; 3]) {
 #[test]
 fn verify_reports_an_untouched_log_intact_with_its_head() {
     let (fleet, _) = sealed_log();
-    let out = verify(&fleet, &fleet.log_dir(), &["-i", &inventory_arg(&fleet)]);
+    let out = verify(&fleet, &fleet.log_dir(), &[]);
     out.assert_code(0);
     let log = fs::read_to_string(fleet.audit_path()).unwrap();
-    let head = mac_of(log.lines().last().unwrap());
+    let head = digest_of(log.lines().last().unwrap());
     assert_eq!(
         out.stdout(),
-        format!("intact: 6 records in 1 file; head seq 6 mac {head}\n")
+        format!("intact: 6 records in 1 file; head seq 6 sha256 {head}\n")
     );
-    // --key-file names the same key as the inventory does.
-    let key = fleet.key().display().to_string();
-    let out = verify(&fleet, &fleet.log_dir(), &["--key-file", &key]);
-    out.assert_code(0);
-    assert!(out.stdout().starts_with("intact: "), "{}", out.stdout());
+    // The same key named as the identity, or as the operators' file, and the inventory
+    // named with -i, give the same answer.
+    let identity = fleet.identity().display().to_string();
+    let public = format!("{identity}.pub");
+    for args in [
+        vec!["--identity", &identity],
+        vec!["--operators", &public],
+        vec!["-i", &inventory_arg(&fleet)],
+    ] {
+        let again = verify(&fleet, &fleet.log_dir(), &args);
+        again.assert_code(0);
+        assert_eq!(again.stdout(), out.stdout(), "verify {args:?}");
+    }
 }
 
 #[test]
 fn verify_names_the_line_of_an_edited_record() {
     let (fleet, _) = sealed_log();
-    let inventory = inventory_arg(&fleet);
+
+    let command_edited = tampered_copy(&fleet, "command-edited", |lines| {
+        assert!(
+            lines[2].contains("\"command\":\"echo two; exit 3\""),
+            "{}",
+            lines[2]
+        );
+        lines[2] = lines[2].replace("echo two; exit 3", "echo two; exit 0");
+    });
+    let out = verify(&fleet, &command_edited, &[]);
+    assert_broken_at(
+        &out,
+        &command_edited.join("audit.jsonl"),
+        3,
+        "its signature does not match its content: edited, or forged",
+    );
 
     let host_edited = tampered_copy(&fleet, "host-edited", |lines| {
         assert!(lines[2].contains("\"host\":\"web1\""), "{}", lines[2]);
         lines[2] = lines[2].replace("\"host\":\"web1\"", "\"host\":\"web9\"");
     });
-    let out = verify(&fleet, &host_edited, &["-i", &inventory]);
+    let out = verify(&fleet, &host_edited, &[]);
     assert_broken_at(
         &out,
         &host_edited.join("audit.jsonl"),
         3,
-        "MAC does not match",
+        "signature does not match its content",
     );
 
     let exit_edited = tampered_copy(&fleet, "exit-edited", |lines| {
@@ -764,12 +827,12 @@ fn verify_names_the_line_of_an_edited_record() {
             .replace("\"exit_code\":3", "\"exit_code\":0")
             .replace("\"status\":\"failed\"", "\"status\":\"ok\"");
     });
-    let out = verify(&fleet, &exit_edited, &["-i", &inventory]);
+    let out = verify(&fleet, &exit_edited, &[]);
     assert_broken_at(
         &out,
         &exit_edited.join("audit.jsonl"),
         4,
-        "MAC does not match",
+        "signature does not match its content",
     );
 }
 
@@ -779,7 +842,7 @@ fn verify_names_the_line_after_a_deleted_record() {
     let copy = tampered_copy(&fleet, "deleted", |lines| {
         lines.remove(1);
     });
-    let out = verify(&fleet, &copy, &["-i", &inventory_arg(&fleet)]);
+    let out = verify(&fleet, &copy, &[]);
     assert_broken_at(
         &out,
         &copy.join("audit.jsonl"),
@@ -792,7 +855,7 @@ fn verify_names_the_line_after_a_deleted_record() {
 fn verify_names_the_line_of_swapped_records() {
     let (fleet, _) = sealed_log();
     let copy = tampered_copy(&fleet, "swapped", |lines| lines.swap(2, 3));
-    let out = verify(&fleet, &copy, &["-i", &inventory_arg(&fleet)]);
+    let out = verify(&fleet, &copy, &[]);
     assert_broken_at(
         &out,
         &copy.join("audit.jsonl"),
@@ -801,48 +864,64 @@ fn verify_names_the_line_of_swapped_records() {
     );
 }
 
-/// A copy of the last line made to follow it: seq 7 and prev its MAC, sealed with `mac`
-/// (None: no mac member at all, a plausible record otherwise).
-fn forged_after_last(lines: &[String], mac: Option<&str>) -> String {
+/// The content of a copy of the last line made to follow it (seq 7, prev its digest), as
+/// the signature covers it: everything but the `sig` member.
+fn content_after_last(lines: &[String]) -> String {
     let last = lines.last().expect("the log has lines");
-    let last_mac = mac_of(last);
     let body = last
-        .strip_suffix(&format!(",\"mac\":\"{last_mac}\"}}"))
-        .expect("the mac is the last member");
+        .strip_suffix(&format!(",\"sig\":\"{}\"}}", sig_of(last)))
+        .expect("the sig is the last member");
     let (_, rest) = body
         .split_once(",\"op_id\":")
         .expect("op_id follows seq and prev");
-    let forged = format!("{{\"seq\":7,\"prev\":\"{last_mac}\",\"op_id\":{rest}");
-    match mac {
-        Some(mac) => format!("{forged},\"mac\":\"{mac}\"}}"),
-        None => format!("{forged}}}"),
-    }
+    format!(
+        "{{\"seq\":7,\"prev\":\"{}\",\"op_id\":{rest}}}",
+        digest_of(last)
+    )
+}
+
+/// `content` sealed with `sig` as the log holds it.
+fn sealed(content: &str, sig: &str) -> String {
+    let body = content.strip_suffix('}').expect("content is an object");
+    format!("{body},\"sig\":\"{sig}\"}}")
+}
+
+/// `content` signed by `identity` as ctl signs it: the armored signature's body, on one line.
+fn signed_by(content: &str, identity: &Identity) -> String {
+    let armored = identity
+        .sshsig_sign(NAMESPACE, content.as_bytes())
+        .expect("a key in memory signs");
+    let sig: String = armored
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    sealed(content, &sig)
 }
 
 #[test]
 fn verify_names_an_appended_forged_record() {
     let (fleet, _) = sealed_log();
-    let inventory = inventory_arg(&fleet);
 
-    let made_up_mac = "5e".repeat(32);
-    let forged = tampered_copy(&fleet, "forged", |lines| {
-        let line = forged_after_last(lines, Some(&made_up_mac));
+    // Tried: the last record's own signature on a record made to follow it.
+    let copied_sig = tampered_copy(&fleet, "forged", |lines| {
+        let line = sealed(&content_after_last(lines), &sig_of(lines.last().unwrap()));
         lines.push(line);
     });
-    let out = verify(&fleet, &forged, &["-i", &inventory]);
+    let out = verify(&fleet, &copied_sig, &[]);
     assert_broken_at(
         &out,
-        &forged.join("audit.jsonl"),
+        &copied_sig.join("audit.jsonl"),
         7,
-        "forged without the log key",
+        "its signature does not match its content: edited, or forged",
     );
 
+    // Tried: no signature at all, a plausible record otherwise.
     let unsealed = tampered_copy(&fleet, "unsealed", |lines| {
-        let line = forged_after_last(lines, None);
+        let line = content_after_last(lines);
         serde_json::from_str::<Value>(&line).expect("the forged line is plausible JSON");
         lines.push(line);
     });
-    let out = verify(&fleet, &unsealed, &["-i", &inventory]);
+    let out = verify(&fleet, &unsealed, &[]);
     assert_broken_at(
         &out,
         &unsealed.join("audit.jsonl"),
@@ -852,15 +931,64 @@ fn verify_names_an_appended_forged_record() {
 }
 
 #[test]
+fn verify_names_a_record_forged_with_another_key_in_the_operators_name() {
+    // Tried: a third key, not among the operators, signs a well-chained record that names
+    // the fleet's operator (fingerprint and comment) as its writer.
+    let (fleet, _) = sealed_log();
+    let mallory = Identity::generate("mallory@elsewhere");
+    let operator = public_key_of(&fleet.identity());
+    let forged = tampered_copy(&fleet, "third-key", |lines| {
+        let content = content_after_last(lines);
+        assert!(
+            content.contains(&format!(
+                "\"operator\":{{\"fingerprint\":\"{}\",\"comment\":\"{OPERATOR}\"}}",
+                operator.fingerprint()
+            )),
+            "the forged record names the operator: {content}"
+        );
+        lines.push(signed_by(&content, &mallory));
+    });
+    let out = verify(&fleet, &forged, &[]);
+    assert_broken_at(
+        &out,
+        &forged.join("audit.jsonl"),
+        7,
+        &format!(
+            "signed by {}, but in the name of {} ({OPERATOR}): forged in another operator's name",
+            mallory.public_key().fingerprint(),
+            operator.fingerprint()
+        ),
+    );
+    // The same record, now naming its real signer, is still not the operators'.
+    let unknown = tampered_copy(&fleet, "unknown-key", |lines| {
+        let content = content_after_last(lines)
+            .replace(&operator.fingerprint(), &mallory.public_key().fingerprint())
+            .replace(OPERATOR, "mallory@elsewhere");
+        lines.push(signed_by(&content, &mallory));
+    });
+    let out = verify(&fleet, &unknown, &[]);
+    // The inventory's identity, relative to the inventory given as `inventory.yaml`.
+    let operators = "keys/operator.pub";
+    assert_broken_at(
+        &out,
+        &unknown.join("audit.jsonl"),
+        7,
+        &format!(
+            "signed by {} (mallory@elsewhere), which is not among the operators in {operators}",
+            mallory.public_key().fingerprint()
+        ),
+    );
+}
+
+#[test]
 fn verify_names_a_kept_output_file_that_was_edited_or_removed() {
     let (fleet, ops) = sealed_log();
-    let inventory = inventory_arg(&fleet);
 
     let edited = tampered_copy(&fleet, "output-edited", |_| {});
     let kept = edited.join("output").join(&ops[0]).join("web2.stdout");
     assert_eq!(fs::read_to_string(&kept).unwrap(), "one\n");
     fs::write(&kept, "One\n").unwrap();
-    let out = verify(&fleet, &edited, &["-i", &inventory]);
+    let out = verify(&fleet, &edited, &[]);
     out.assert_code(1);
     let expected = format!(
         "broken: {} (kept output of web2 in the record at {} line 2) is missing or altered\n",
@@ -881,7 +1009,7 @@ fn verify_names_a_kept_output_file_that_was_edited_or_removed() {
     let removed = tampered_copy(&fleet, "output-removed", |_| {});
     let kept = removed.join("output").join(&ops[1]).join("web1.stdout");
     fs::remove_file(&kept).unwrap();
-    let out = verify(&fleet, &removed, &["-i", &inventory]);
+    let out = verify(&fleet, &removed, &[]);
     out.assert_code(1);
     let expected = format!(
         "broken: {} (kept output of web1 in the record at {} line 4) is missing or altered\n",
@@ -892,66 +1020,140 @@ fn verify_names_a_kept_output_file_that_was_edited_or_removed() {
 }
 
 #[test]
-fn verify_with_another_fleet_key_reports_the_first_record_broken() {
-    let (fleet, _) = sealed_log();
-    let other = fleet.path("other.key");
-    write_key(&other, 0x22);
-    let out = verify(
-        &fleet,
-        &fleet.log_dir(),
-        &[
-            "-i",
-            &inventory_arg(&fleet),
-            "--key-file",
-            &other.display().to_string(),
-        ],
-    );
-    assert_broken_at(&out, &fleet.audit_path(), 1, "verified with the wrong key");
-}
-
-#[test]
-fn verify_needs_the_dedicated_log_key_when_runs_used_one() {
+fn two_operators_write_one_log_and_each_is_named_unless_trusted() {
     let fleet = Fleet::new();
-    let web1 = fleet.agent();
-    fleet.write_inventory(&[("web1", web1.addr())], &[]);
-    let log_key = fleet.path("log.key");
-    write_key(&log_key, 0x33);
-    let log_key = log_key.display().to_string();
-    for n in 0..2 {
+    let bob = add_operator_bob(&fleet);
+    let (web1, web2) = (fleet.agent(), fleet.agent());
+    fleet.write_inventory(&[("web1", web1.addr()), ("web2", web2.addr())], &[]);
+    let bob_arg = bob.display().to_string();
+    let ops = [
+        run_op(&fleet, 0, &["-g", "all", "echo by operator"]),
         run_op(
             &fleet,
             0,
-            &[
-                "--log-key-file",
-                &log_key,
-                "-H",
-                "web1",
-                &format!("echo {n}"),
-            ],
-        );
-    }
+            &["--identity", &bob_arg, "-H", "web1", "echo by bob"],
+        ),
+        run_op(&fleet, 0, &["-H", "web2", "echo by operator again"]),
+    ];
 
-    let out = verify(&fleet, &fleet.log_dir(), &["--log-key-file", &log_key]);
+    // The records say who signed them, and so do the listing and `show`.
+    let bob_key = public_key_of(&bob);
+    let signers: Vec<Value> = fleet
+        .audit_records()
+        .iter()
+        .map(|r| r["operator"]["comment"].clone())
+        .collect();
+    assert_eq!(
+        signers,
+        [OPERATOR, OPERATOR, "bob@test", "bob@test", OPERATOR, OPERATOR]
+    );
+    let listing = ctl_log(&fleet, &[]);
+    assert!(
+        listed_row(&listing, &ops[1]).contains("bob@test"),
+        "{}",
+        listing.stdout()
+    );
+    assert!(listed_row(&listing, &ops[0]).contains(OPERATOR));
+    ctl_log(&fleet, &["show", &ops[1]])
+        .assert_stdout_has(&format!("operator   {} bob@test", bob_key.fingerprint()));
+
+    // Both keys in the file (the agents' authorized_keys will do): intact.
+    let both = fleet.authorized_keys().display().to_string();
+    let out = verify(&fleet, &fleet.log_dir(), &["--operators", &both]);
     out.assert_code(0);
     assert!(
-        out.stdout().starts_with("intact: 4 records in 1 file; "),
+        out.stdout()
+            .starts_with("intact: 6 records in 1 file; head seq 6 "),
         "{}",
         out.stdout()
     );
-    // The key derived from the fleet key is not the one that sealed this log.
-    let out = verify(&fleet, &fleet.log_dir(), &["-i", &inventory_arg(&fleet)]);
-    assert_broken_at(&out, &fleet.audit_path(), 1, "MAC does not match");
+
+    // Only the fleet's operator, named or by default (the inventory's identity, relative to
+    // the inventory given as `inventory.yaml`): bob's first record is named, with his key.
+    let operator_only = format!("{}.pub", fleet.identity().display());
+    for (args, file) in [
+        (vec!["--operators", &operator_only], operator_only.as_str()),
+        (vec![], "keys/operator.pub"),
+    ] {
+        let out = verify(&fleet, &fleet.log_dir(), &args);
+        assert_broken_at(
+            &out,
+            &fleet.audit_path(),
+            3,
+            &format!(
+                "line 3: signed by {} (bob@test), which is not among the operators in {file}",
+                bob_key.fingerprint()
+            ),
+        );
+    }
+    // Only bob: the fleet operator's first record is named.
+    let bob_only = format!("{bob_arg}.pub");
+    let out = verify(&fleet, &fleet.log_dir(), &["--operators", &bob_only]);
+    assert_broken_at(
+        &out,
+        &fleet.audit_path(),
+        1,
+        &format!(
+            "signed by {} ({OPERATOR}), which is not among the operators in {bob_only}",
+            public_key_of(&fleet.identity()).fingerprint()
+        ),
+    );
 }
 
 #[test]
-fn verify_with_a_key_file_needs_no_inventory() {
-    // An auditor's folder with the key and a copy of the log, and no inventory.
+fn verify_needs_no_private_key_and_no_inventory() {
     let (fleet, _) = sealed_log();
-    let auditor = Fleet::new();
-    let key = fleet.key().display().to_string();
-    let out = ctl_log_in(&auditor, &fleet.log_dir(), &["verify", "--key-file", &key]);
+    fs::remove_file(fleet.identity()).unwrap();
+    assert!(fleet.path("keys/operator.pub").exists());
+
+    // In the fleet's folder: the inventory's identity, of which only the .pub is left.
+    let out = verify(&fleet, &fleet.log_dir(), &[]);
     out.assert_code(0);
     assert!(out.stdout().starts_with("intact: "), "got {}", out.stdout());
+
+    // An auditor's folder with a copy of the log and the operators' public keys only.
+    let auditor = tempfile::tempdir().unwrap();
+    let logs = auditor.path().join("logs");
+    copy_dir(&fleet.log_dir(), &logs);
+    fs::copy(
+        fleet.path("keys/operator.pub"),
+        auditor.path().join("operators"),
+    )
+    .unwrap();
+    let out = fleet
+        .ctl_plain()
+        .args(&["--log-dir"])
+        .arg_path(&logs)
+        .args(&["log", "verify", "--operators"])
+        .arg_path(&auditor.path().join("operators"))
+        .output();
+    out.assert_code(0);
+    assert!(out.stdout().starts_with("intact: "), "got {}", out.stdout());
+}
+
+#[test]
+fn verify_without_the_operators_keys_exits_2_and_says_why() {
+    let (fleet, _) = sealed_log();
+    let missing = fleet.path("nobody.pub").display().to_string();
+    verify(&fleet, &fleet.log_dir(), &["--operators", &missing])
+        .assert_code(2)
+        .assert_stderr_has(&format!("cannot read the operators' keys {missing}"));
+
+    // A file with no usable key line: its lines are warned about, and nothing is trusted.
+    let empty = fleet.path("no-keys");
+    fs::write(
+        &empty,
+        "# nobody\nssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 old@ws\n",
+    )
+    .unwrap();
+    verify(
+        &fleet,
+        &fleet.log_dir(),
+        &["--operators", &empty.display().to_string()],
+    )
+    .assert_code(2)
+    .assert_stderr_has("line 2")
+    .assert_stderr_has("holds no operator key");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -993,7 +1195,7 @@ fn fifty_concurrent_runs_log_fifty_whole_operations_and_an_intact_chain() {
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=2 * RUNS as u64).collect::<Vec<_>>());
 
-    let out = verify(&fleet, &fleet.log_dir(), &["-i", &inventory_arg(&fleet)]);
+    let out = verify(&fleet, &fleet.log_dir(), &[]);
     out.assert_code(0);
     assert!(
         out.stdout()
@@ -1046,8 +1248,7 @@ fn rotation_keeps_every_operation_listed_and_the_chain_verifiable() {
         ops,
         "every operation, newest first"
     );
-    let inventory = inventory_arg(&fleet);
-    let out = verify(&fleet, &fleet.log_dir(), &["-i", &inventory]);
+    let out = verify(&fleet, &fleet.log_dir(), &[]);
     out.assert_code(0);
     let files = rotated.len() + 1;
     assert!(
@@ -1075,7 +1276,7 @@ fn rotation_keeps_every_operation_listed_and_the_chain_verifiable() {
         .get(2)
         .cloned()
         .unwrap_or_else(|| copy.join("audit.jsonl"));
-    let out = verify(&fleet, &copy, &["-i", &inventory]);
+    let out = verify(&fleet, &copy, &[]);
     assert_broken_at(
         &out,
         &next,
@@ -1180,7 +1381,7 @@ fn a_line_cut_short_by_a_crash_is_reported_and_logging_goes_on() {
         5,
         "the cut line stays on its own:\n{text}"
     );
-    let out = verify(&fleet, &fleet.log_dir(), &["-i", &inventory_arg(&fleet)]);
+    let out = verify(&fleet, &fleet.log_dir(), &[]);
     assert_broken_at(&out, &fleet.audit_path(), 3, "not a sealed record");
 
     let seqs: Vec<u64> = all_records(&fleet.log_dir())

@@ -21,8 +21,9 @@ const FLOOD_DEADLINE: Duration = Duration::from_secs(240);
 
 /// What ctl may hold for each host in flight, on top of [`FLOOD_RSS_BOUND_KIB`]: the kept
 /// copy of its output for the log (`--keep-output`, 32 KiB of stdout here), a connection's
-/// 8 KiB read-ahead, its task, socket and buffers of a few KiB, and room for the allocator.
-const PER_HOST_KIB: u64 = 64;
+/// 8 KiB read-ahead, its TLS state (rustls keeps up to a record of 16 KiB each way, and
+/// its buffers), its task and socket, and room for the allocator.
+const PER_HOST_KIB: u64 = 128;
 
 const SMALL: u64 = 10_000_000;
 const LARGE: u64 = 200_000_000;

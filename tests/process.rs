@@ -13,7 +13,7 @@ use crate::util::{mode_of, text, wait_until, Agent, AgentBuilder, Fleet};
 /// A fleet of one host, `web1`, whose agent `configure` sets up before it starts.
 fn fleet_of_web1(configure: impl FnOnce(&Fleet, AgentBuilder) -> AgentBuilder) -> (Fleet, Agent) {
     let fleet = Fleet::new();
-    let web1 = configure(&fleet, Agent::builder(&fleet.key())).start();
+    let web1 = configure(&fleet, fleet.agent_builder()).start();
     fleet.write_inventory(&[("web1", web1.addr())], &[]);
     (fleet, web1)
 }

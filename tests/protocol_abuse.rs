@@ -1,12 +1,12 @@
-//! Raw bytes at an agent over a plain `TcpStream`: garbage, an oversized length prefix, half
-//! frames, silence and a forged proof. Each time the agent must drop that connection (we see
-//! EOF or a reset within a deadline), stay alive, and still serve a normal `ctl run`. Floods
-//! of them: thousands of idle connections must cost the agent a bounded number of sockets
-//! and memory and not delay a run; many failed handshakes, a bounded number of log lines;
-//! and the log folder stays under its cap.
+//! Raw bytes at an agent over a plain `TcpStream`: garbage, a TLS record header announcing
+//! more than TLS allows, half a ClientHello, silence, and a client that proves no key. Each
+//! time the agent must drop that connection (we see EOF or a reset within a deadline), stay
+//! alive, and still serve a normal `ctl run`. Floods of them: thousands of idle connections
+//! must cost the agent a bounded number of sockets and memory and not delay a run; many
+//! failed handshakes, a bounded number of log lines; and the log folder stays under its cap.
 //!
-//! Frames are a 4-byte big-endian length and a payload; the client speaks first with
-//! `"MSTR" | version | 32-byte nonce` (see common/src/auth.rs).
+//! Every connection is TLS 1.3 from its first byte (common/src/tls.rs); the ClientHellos
+//! here are made by rustls itself, as `ctl` would send them.
 //!
 //! Then authenticated peers that lie, built from the `common` crate because the real binaries
 //! cannot be made to misbehave. A fake agent answers a pull with `..`, an absolute path, or a
@@ -45,26 +45,37 @@ const DROP_DEADLINE: Duration = Duration::from_secs(10);
 /// A fleet with one agent whose handshake timeout is short, and `web1` pointing at it.
 fn fleet_with_strict_agent() -> (Fleet, Agent) {
     let fleet = Fleet::new();
-    let agent = Agent::builder(&fleet.key())
+    let agent = fleet
+        .agent_builder()
         .flags(&["--handshake-timeout", HANDSHAKE_TIMEOUT_S])
         .start();
     fleet.write_inventory(&[("web1", agent.addr())], &[]);
     (fleet, agent)
 }
 
-/// A frame: 4-byte big-endian length, then the payload.
+/// A frame: 4-byte big-endian length, then the payload (what muster sends inside TLS;
+/// outside it, garbage).
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
     bytes.extend_from_slice(payload);
     bytes
 }
 
-/// A well-formed ClientHello frame.
-fn client_hello() -> Vec<u8> {
-    let mut payload = b"MSTR".to_vec();
-    payload.push(common::PROTOCOL_VERSION);
-    payload.extend_from_slice(&[0x5a; 32]);
-    frame(&payload)
+/// The ClientHello `ctl` would send (the first TLS record), made by rustls with `fleet`'s
+/// identity.
+fn client_hello(fleet: &Fleet) -> Vec<u8> {
+    let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
+    let config = common::tls::client_config(
+        std::sync::Arc::new(identity),
+        std::sync::Arc::new(|_: &_| true),
+        common::tls::PresentedKey::default(),
+    )
+    .expect("a client config");
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut client = rustls::ClientConnection::new(config, name).expect("a client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("a ClientHello");
+    hello
 }
 
 /// Reads (and discards whatever the agent says) until the agent closes or resets the
@@ -116,22 +127,32 @@ fn garbage_bytes_are_dropped_and_the_agent_keeps_serving() {
     let http = connect_and_send(agent.addr(), b"GET / HTTP/1.1\r\nHost: web1\r\n\r\n");
     expect_dropped(http, "an HTTP request");
     let not_a_hello = connect_and_send(agent.addr(), &frame(b"hello, agent"));
-    let answer = expect_dropped(not_a_hello, "a frame that is not a hello");
-    assert!(answer.is_empty(), "the agent answered garbage: {answer:?}");
+    let answer = expect_dropped(not_a_hello, "a muster frame outside TLS");
+    // At most a TLS alert record (content type 21), never data.
+    assert!(
+        answer.is_empty() || answer[0] == 21,
+        "the agent answered garbage with {answer:?}"
+    );
 
     assert_still_serves(&fleet, &mut agent);
 }
 
 #[test]
-fn an_oversized_length_prefix_is_dropped_without_allocating() {
+fn a_record_longer_than_tls_allows_is_dropped_without_waiting_for_it() {
+    // Tried: a handshake record header announcing 65,535 bytes (TLS allows 16,384), then
+    // nothing more; and our own frame header of 4 GiB where TLS is expected.
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let mut bytes = vec![0xff, 0xff, 0xff, 0xff];
-    bytes.extend_from_slice(b"MSTR\x01");
-    let stream = connect_and_send(agent.addr(), &bytes);
-    expect_dropped(stream, "a length prefix of 0xFFFFFFFF");
-    let just_over = connect_and_send(agent.addr(), &(1024 * 1024 + 1u32).to_be_bytes());
-    expect_dropped(just_over, "a length prefix of 1 MiB + 1");
+    let stream = connect_and_send(agent.addr(), &[0x16, 0x03, 0x01, 0xff, 0xff]);
+    let started = Instant::now();
+    expect_dropped(stream, "a record header of 65,535 bytes");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "dropped after {:?}: it waited for the record instead of refusing its length",
+        started.elapsed()
+    );
+    let huge = connect_and_send(agent.addr(), &[0xff, 0xff, 0xff, 0xff]);
+    expect_dropped(huge, "a length prefix of 0xFFFFFFFF");
 
     assert_still_serves(&fleet, &mut agent);
 }
@@ -140,7 +161,7 @@ fn an_oversized_length_prefix_is_dropped_without_allocating() {
 fn a_half_frame_then_close_is_dropped() {
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let hello = client_hello();
+    let hello = client_hello(&fleet);
     let stream = connect_and_send(agent.addr(), &hello[..hello.len() / 2]);
     stream.shutdown(Shutdown::Write).unwrap();
     expect_dropped(stream, "half a frame and end of stream");
@@ -152,7 +173,7 @@ fn a_half_frame_then_close_is_dropped() {
 fn a_half_frame_then_silence_is_dropped_after_the_handshake_timeout() {
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let hello = client_hello();
+    let hello = client_hello(&fleet);
     let stream = connect_and_send(agent.addr(), &hello[..hello.len() / 2]);
     expect_dropped(stream, "half a frame and silence");
 
@@ -177,40 +198,97 @@ fn a_silent_connection_is_dropped_after_the_handshake_timeout() {
 
 #[test]
 fn a_hello_then_silence_is_dropped_after_the_handshake_timeout() {
+    // Tried: a whole ClientHello, then nothing (no certificate, no Finished).
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let stream = connect_and_send(agent.addr(), &client_hello());
-    let answer = expect_dropped(stream, "a hello and no proof");
+    let stream = connect_and_send(agent.addr(), &client_hello(&fleet));
+    let answer = expect_dropped(stream, "a ClientHello and nothing more");
     assert!(
-        answer.starts_with(&(4u32 + 1 + 32 + 32).to_be_bytes()) && answer[4..8] == *b"MSTR",
-        "expected a ServerHello frame first, got {answer:?}"
+        answer.first() == Some(&0x16),
+        "expected the agent's TLS handshake records first, got {answer:?}"
     );
 
     assert_still_serves(&fleet, &mut agent);
 }
 
 #[test]
-fn a_forged_proof_is_rejected_and_dropped() {
+fn a_client_that_proves_no_key_is_refused_in_the_handshake() {
+    // Tried: a TLS 1.3 client with muster's ALPN that trusts the agent but presents no key
+    // of its own when the agent asks for one.
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let mut stream = connect_and_send(agent.addr(), &client_hello());
-    let mut server_hello = [0u8; 4 + 4 + 1 + 32 + 32];
-    stream.read_exact(&mut server_hello).unwrap();
-    stream.write_all(&frame(&[0u8; 32])).unwrap();
-    let verdict = expect_dropped(stream, "a forged client proof");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyServerKey))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![common::tls::ALPN.to_vec()];
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(agent.addr()).unwrap();
+    tcp.set_read_timeout(Some(DROP_DEADLINE)).unwrap();
+    let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+    let sent = tls.write_all(b"\x00\x00\x00\x01\x00");
+    let mut answer = [0u8; 64];
+    let got = sent.and_then(|()| tls.read(&mut answer));
     assert!(
-        verdict.is_empty() || verdict == frame(&[0x01]),
-        "expected a rejection (or nothing), got {verdict:?}"
+        !matches!(got, Ok(n) if n > 0),
+        "a client without a key got data from the agent: {got:?}"
     );
 
     assert_still_serves(&fleet, &mut agent);
+}
+
+/// A server verifier for the test client above: it accepts any raw public key.
+#[derive(Debug)]
+struct AnyServerKey;
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerKey {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        vec![rustls::SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
 }
 
 #[test]
 fn stalled_connections_do_not_block_a_normal_run() {
     let (fleet, mut agent) = fleet_with_strict_agent();
 
-    let hello = client_hello();
+    let hello = client_hello(&fleet);
     let stalled: Vec<TcpStream> = (0..50)
         .map(|_| connect_and_send(agent.addr(), &hello[..3]))
         .collect();
@@ -267,13 +345,13 @@ fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
         "RLIMIT_NOFILE hard limit {limit} is too low for {FLOOD_CONNECTIONS} sockets"
     );
     let fleet = Fleet::new();
-    let mut agent = Agent::builder(&fleet.key()).start();
+    let mut agent = fleet.agent_builder().start();
     fleet.write_inventory(&[("web1", agent.addr())], &[]);
     let quiet = timed_run(&fleet, &mut agent);
     let fds_before = open_fds(agent.pid());
     let peak_before = crate::util::peak_rss_kib(agent.pid()).expect("the agent runs");
 
-    let hello = client_hello();
+    let hello = client_hello(&fleet);
     let flood_started = Instant::now();
     let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS)
         .map(|i| {
@@ -354,7 +432,7 @@ fn a_flood_from_another_address_never_drops_a_controller_mid_handshake() {
     // connections, while ctl (from 127.0.0.1) runs five times. The flooder's source is the
     // one that gives up its oldest, so ctl's handshakes are never cut.
     let fleet = Fleet::new();
-    let mut agent = Agent::builder(&fleet.key()).start();
+    let mut agent = fleet.agent_builder().start();
     fleet.write_inventory(&[("web1", agent.addr())], &[]);
     let quiet = timed_run(&fleet, &mut agent);
 
@@ -390,7 +468,7 @@ fn many_failed_handshakes_make_a_bounded_number_of_log_lines() {
     // most one line of its own and one summary line per interval.
     const FAILED: u64 = 300;
     let fleet = Fleet::new();
-    let agent = Agent::builder(&fleet.key()).start();
+    let agent = fleet.agent_builder().start();
     let started = Instant::now();
     for _ in 0..FAILED {
         let stream = connect_and_send(agent.addr(), &frame(b"hello, agent"));
@@ -447,7 +525,8 @@ fn the_log_folder_cap_removes_the_oldest_files_and_keeps_writing() {
         .unwrap();
     }
     fs::write(logs.join("notes.txt"), "not a log file").unwrap();
-    let agent = Agent::builder(&fleet.key())
+    let agent = fleet
+        .agent_builder()
         .flags(&[
             "--log-dir",
             text(&logs),
@@ -524,8 +603,8 @@ fn failed_count(line: &str) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Authenticated peers that lie
 
-/// A fake agent holding the fleet key: it serves one connection, answering the first `Get`
-/// with `replies`, whatever they say.
+/// A fake agent with a host key of its own, recorded as trusted: it serves one connection,
+/// answering the first `Get` with `replies`, whatever they say.
 fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr {
     fake_agent_answering_get(fleet, async move |channel| {
         for reply in &replies {
@@ -538,8 +617,8 @@ fn fake_agent_replying(fleet: &Fleet, replies: Vec<Packet<Reply>>) -> SocketAddr
     })
 }
 
-/// A fake agent holding the fleet key that answers a pull with nothing but heartbeats, one
-/// every 200 ms, until ctl goes away (or a minute has passed).
+/// A fake agent that answers a pull with nothing but heartbeats, one every 200 ms, until
+/// ctl goes away (or a minute has passed).
 fn fake_agent_heartbeating(fleet: &Fleet) -> SocketAddr {
     fake_agent_answering_get(fleet, async |channel| {
         for _ in 0..300 {
@@ -552,16 +631,25 @@ fn fake_agent_heartbeating(fleet: &Fleet) -> SocketAddr {
     })
 }
 
-/// A fake agent holding the fleet key: it serves one connection and hands it to `answer`
-/// once the first `Get` has arrived.
+/// The channel a fake agent speaks on.
+type FakeAgentChannel =
+    common::channel::Channel<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
+/// A fake agent with a host key of its own, which the fleet records as trusted (so
+/// `write_inventory` puts it in known_hosts): it serves one connection, from any operator
+/// key, and hands it to `answer` once the first `Get` has arrived.
 fn fake_agent_answering_get(
     fleet: &Fleet,
-    answer: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) + Send + 'static,
+    answer: impl AsyncFnOnce(&mut FakeAgentChannel) + Send + 'static,
 ) -> SocketAddr {
-    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let host_key = std::sync::Arc::new(common::identity::keys::Identity::generate("fake"));
+    let tls = common::tls::server_config(std::sync::Arc::clone(&host_key)).expect("TLS");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
     listener.set_nonblocking(true).expect("can make it async");
     let addr = listener.local_addr().expect("bound");
+    fleet
+        .host_keys()
+        .record(addr, host_key.public_key().to_openssh());
     thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -572,8 +660,7 @@ fn fake_agent_answering_get(
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let framed = common::frame::framed(stream);
-            let Ok(mut channel) = common::auth::server_handshake(framed, &key).await else {
+            let Ok((mut channel, _operator)) = common::handshake::accept(stream, tls).await else {
                 return;
             };
             let Ok(Some(Packet::Control(Request::Get { .. }))) = channel.recv::<Request>().await
@@ -689,13 +776,24 @@ fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_change
     );
 }
 
-/// Runs `work` against a fresh authenticated connection to `addr`, as a controller would.
+/// The channel a fake controller speaks on.
+type ControllerChannel =
+    common::channel::Channel<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Runs `work` against a fresh authenticated connection to `addr`, as a controller would,
+/// with the fleet's operator identity (and trusting whatever key the agent proves).
 fn as_controller<T>(
     fleet: &Fleet,
     addr: SocketAddr,
-    work: impl AsyncFnOnce(&mut common::channel::Channel<tokio::net::TcpStream>) -> T,
+    work: impl AsyncFnOnce(&mut ControllerChannel) -> T,
 ) -> T {
-    let key = common::key::Key::load(&fleet.key()).expect("the fleet key loads");
+    let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
+    let tls = common::tls::client_config(
+        std::sync::Arc::new(identity),
+        std::sync::Arc::new(|_: &_| true),
+        common::tls::PresentedKey::default(),
+    )
+    .expect("TLS");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -705,9 +803,9 @@ fn as_controller<T>(
             let stream = tokio::net::TcpStream::connect(addr)
                 .await
                 .expect("connects");
-            common::auth::client_handshake(common::frame::framed(stream), &key, None)
+            common::handshake::connect(stream, tls, addr.ip(), None)
                 .await
-                .expect("the agent accepts the fleet key")
+                .expect("the agent accepts the operator's key")
         };
         let mut channel = tokio::time::timeout(Duration::from_secs(20), connect)
             .await
@@ -719,7 +817,7 @@ fn as_controller<T>(
 }
 
 /// The agent's next reply other than a heartbeat.
-async fn next_reply(channel: &mut common::channel::Channel<tokio::net::TcpStream>) -> Reply {
+async fn next_reply(channel: &mut ControllerChannel) -> Reply {
     loop {
         match channel.recv::<Reply>().await {
             Ok(Some(Packet::Control(Reply::Heartbeat))) => continue,

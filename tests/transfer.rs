@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::util::{
     agent_on, files_below, fleet_of, json_of, json_sorted, mode_of, peak_rss_kib, set_mode,
-    sha256_file, snapshot, temps_in, text, wait_for_temp, wait_until, Agent, Fleet, Node,
+    sha256_file, snapshot, temps_in, text, wait_for_temp, wait_until, Fleet, Node,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -588,7 +588,8 @@ fn a_push_that_does_not_fit_is_refused_before_any_data_and_the_old_file_stays() 
     fs::create_dir(&files).unwrap();
     let files = text(&files).to_owned();
     let mount_then_run = r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#;
-    let agent = Agent::builder(&fleet.key())
+    let agent = fleet
+        .agent_builder()
         .wrapped_in(&["unshare", "-rm", "sh", "-c", mount_then_run, "sh", &files])
         .flags(&["--files-dir", &files])
         .start();

@@ -1,5 +1,6 @@
-//! The harness: real `agent` and `ctl` processes on loopback, a temp folder per test with a
-//! key file, an inventory and a log folder, agents with a files folder of their own and ways
+//! The harness: real `agent` and `ctl` processes on loopback, a temp folder per test with an
+//! operator identity, the agents' authorized_keys, known_hosts, an inventory and a log
+//! folder, agents with a files folder of their own and ways
 //! to read what is on disk, and waits that always have a deadline.
 //!
 //! It does not know any test's expectations; it only starts, feeds and reads processes and
@@ -34,11 +35,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The environment variables `ctl` reads; removed so the developer's shell cannot leak in.
 /// A test that wants one sets it with [`Ctl::env`].
-const CTL_ENV: [&str; 9] = [
+const CTL_ENV: [&str; 10] = [
     "CTL_INVENTORY",
     "CTL_LOG_DIR",
-    "CTL_KEY_FILE",
-    "CTL_LOG_KEY_FILE",
+    "CTL_IDENTITY",
+    "CTL_KNOWN_HOSTS",
+    "SSH_AUTH_SOCK",
     "CTL_KEEP_OUTPUT",
     "CTL_MAX_OUTPUT",
     "CTL_LOG_ROTATE_BYTES",
@@ -145,18 +147,34 @@ pub fn read_pid_file(path: &Path) -> i32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Key files
+// Keys
 
-/// Writes a key file of 32 bytes of `seed` (64 hex digits) with mode 0600. Different seeds
-/// make keys that do not match.
-pub fn write_key(path: &Path, seed: u8) {
-    let hex: String = std::iter::repeat_n(format!("{seed:02x}"), 32).collect();
-    fs::write(path, format!("{hex}\n")).expect("can write the key file");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("can chmod the key");
+/// Writes a new operator identity at `path` (mode 0600) and `path.pub`, as `ctl keygen`
+/// does; returns its public line (`ssh-ed25519 AAAA... comment`).
+pub fn write_identity(path: &Path, comment: &str) -> String {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("can create the keys folder");
+    }
+    let identity = common::identity::keys::Identity::write_new(path, comment)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+    format!("{} {comment}", identity.public_key().to_openssh())
 }
 
-/// The seed of the key every fixture writes to `fleet.key`.
-pub const FLEET_KEY_SEED: u8 = 0x11;
+/// Host keys of the agents a fleet started, by address: what `known_hosts` is written from.
+#[derive(Clone, Default)]
+pub struct HostKeys(Arc<Mutex<HashMap<SocketAddr, String>>>);
+
+impl HostKeys {
+    /// The public line (`ssh-ed25519 AAAA...`) of the agent at `addr`.
+    pub fn of(&self, addr: SocketAddr) -> Option<String> {
+        self.0.lock().unwrap().get(&addr).cloned()
+    }
+
+    /// Records `public` as the host key of the agent at `addr`.
+    pub fn record(&self, addr: SocketAddr, public: String) {
+        self.0.lock().unwrap().insert(addr, public);
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Agent
@@ -168,15 +186,23 @@ pub struct Agent {
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
-/// How to start an agent: the key plus optional flags, environment and working folder.
+/// How to start an agent: its keys plus optional flags, environment and working folder.
 pub struct AgentBuilder {
-    key: PathBuf,
+    host_key: PathBuf,
+    authorized_keys: PathBuf,
+    host_keys: HostKeys,
     flags: Vec<String>,
     env: Vec<(String, String)>,
     wrapper: Vec<String>,
 }
 
 impl AgentBuilder {
+    /// Uses the host key at `path` (made by the agent if missing) instead of a new one.
+    pub fn host_key(mut self, path: &Path) -> AgentBuilder {
+        path.clone_into(&mut self.host_key);
+        self
+    }
+
     /// Adds command-line flags, e.g. `["--kill-grace", "1"]`.
     pub fn flags(mut self, flags: &[&str]) -> AgentBuilder {
         self.flags.extend(flags.iter().map(|flag| flag.to_string()));
@@ -216,8 +242,10 @@ impl AgentBuilder {
             }
         };
         let mut child = command
-            .args(["--listen", "127.0.0.1:0", "-q", "--key-file"])
-            .arg(&self.key)
+            .args(["--listen", "127.0.0.1:0", "-q", "--host-key"])
+            .arg(&self.host_key)
+            .arg("--authorized-keys")
+            .arg(&self.authorized_keys)
             .args(&self.flags)
             .envs(self.env)
             .env_remove("RUST_LOG")
@@ -244,6 +272,11 @@ impl AgentBuilder {
             .strip_prefix("listening on ")
             .and_then(|addr| addr.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from the agent: {line:?}"));
+        // The agent made its host key before it listened.
+        let public = fs::read_to_string(self.host_key.with_extension("pub"))
+            .expect("the agent wrote its public host key");
+        let public: Vec<&str> = public.split_whitespace().take(2).collect();
+        self.host_keys.record(addr, public.join(" "));
         Agent {
             child,
             addr,
@@ -253,21 +286,6 @@ impl AgentBuilder {
 }
 
 impl Agent {
-    /// An agent with default settings and the key at `key`.
-    pub fn start(key: &Path) -> Agent {
-        Agent::builder(key).start()
-    }
-
-    /// An agent to be configured before it starts.
-    pub fn builder(key: &Path) -> AgentBuilder {
-        AgentBuilder {
-            key: key.to_owned(),
-            flags: Vec::new(),
-            env: Vec::new(),
-            wrapper: Vec::new(),
-        }
-    }
-
     /// Where the agent listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -349,17 +367,28 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
 // ---------------------------------------------------------------------------------------------
 // Fleet fixture
 
-/// A temp folder with `fleet.key` (mode 0600), room for `inventory.yaml`, and `logs/`.
+/// A temp folder with the operator's identity (`keys/operator`, mode 0600), the agents'
+/// `authorized_keys` holding its public key, their host keys (`hostkeys/`), room for
+/// `inventory.yaml` and `known_hosts`, and `logs/`.
 pub struct Fleet {
     dir: TempDir,
+    host_keys: HostKeys,
+    next_agent: std::sync::atomic::AtomicUsize,
 }
 
 impl Fleet {
-    /// A folder with a fleet key and no inventory yet.
+    /// A folder with an operator identity the agents will authorize, and no inventory yet.
     pub fn new() -> Fleet {
         let dir = tempfile::tempdir().expect("can make a temp folder");
-        write_key(&dir.path().join("fleet.key"), FLEET_KEY_SEED);
-        Fleet { dir }
+        let operator = write_identity(&dir.path().join("keys/operator"), "operator@test");
+        fs::write(dir.path().join("authorized_keys"), format!("{operator}\n"))
+            .expect("can write authorized_keys");
+        fs::create_dir_all(dir.path().join("hostkeys")).expect("can create hostkeys/");
+        Fleet {
+            dir,
+            host_keys: HostKeys::default(),
+            next_agent: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// A path inside the fixture's folder.
@@ -367,20 +396,47 @@ impl Fleet {
         self.dir.path().join(name)
     }
 
-    /// The fleet key file.
-    pub fn key(&self) -> PathBuf {
-        self.path("fleet.key")
+    /// The operator's identity (private key; `.pub` beside it).
+    pub fn identity(&self) -> PathBuf {
+        self.path("keys/operator")
     }
 
-    /// An agent holding the fleet key, with default settings.
+    /// The `authorized_keys` every agent of this fleet reads.
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.path("authorized_keys")
+    }
+
+    /// The host keys of the agents started so far.
+    pub fn host_keys(&self) -> &HostKeys {
+        &self.host_keys
+    }
+
+    /// An agent of this fleet (a host key of its own, the fleet's authorized_keys), to be
+    /// configured before it starts.
+    pub fn agent_builder(&self) -> AgentBuilder {
+        let n = self
+            .next_agent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        AgentBuilder {
+            host_key: self.path(&format!("hostkeys/agent{n}")),
+            authorized_keys: self.authorized_keys(),
+            host_keys: self.host_keys.clone(),
+            flags: Vec::new(),
+            env: Vec::new(),
+            wrapper: Vec::new(),
+        }
+    }
+
+    /// An agent of this fleet with default settings.
     pub fn agent(&self) -> Agent {
-        Agent::start(&self.key())
+        self.agent_builder().start()
     }
 
-    /// Writes `inventory.yaml`: `key_file: fleet.key`, then `hosts` (name, agent address)
-    /// and `groups` (name, members) in the order given.
+    /// Writes `inventory.yaml` (`identity: keys/operator`, then `hosts` (name, agent
+    /// address) and `groups` (name, members) in the order given), and `known_hosts` with
+    /// the host key of every listed agent this fleet started.
     pub fn write_inventory(&self, hosts: &[(&str, SocketAddr)], groups: &[(&str, &[&str])]) {
-        let mut yaml = String::from("defaults:\n  key_file: fleet.key\nhosts:\n");
+        let mut yaml = String::from("defaults:\n  identity: keys/operator\nhosts:\n");
         for (name, addr) in hosts {
             yaml.push_str(&format!("  {name}: {addr}\n"));
         }
@@ -391,6 +447,19 @@ impl Fleet {
             yaml.push_str(&format!("  {name}: [{}]\n", members.join(", ")));
         }
         self.write_inventory_text(&yaml);
+        self.write_known_hosts(hosts);
+    }
+
+    /// Writes `known_hosts` with a line `[ADDRESS]:PORT,NAME KEY` for each host whose agent
+    /// this fleet started, as `ctl trust` would.
+    pub fn write_known_hosts(&self, hosts: &[(&str, SocketAddr)]) {
+        let mut text = String::new();
+        for (name, addr) in hosts {
+            if let Some(key) = self.host_keys.of(*addr) {
+                text.push_str(&format!("[{}]:{},{name} {key}\n", addr.ip(), addr.port()));
+            }
+        }
+        fs::write(self.path("known_hosts"), text).expect("can write known_hosts");
     }
 
     /// Writes `inventory.yaml` as given.
@@ -481,7 +550,8 @@ pub fn start_host(fleet: &Fleet, name: &'static str) -> Host {
 
 /// Starts an agent serving `files` (a new one, or again after the first was killed).
 pub fn agent_on(fleet: &Fleet, files: &Path) -> Agent {
-    Agent::builder(&fleet.key())
+    fleet
+        .agent_builder()
         .flags(&["--files-dir", files.to_str().expect("a UTF-8 temp path")])
         .start()
 }
@@ -826,6 +896,17 @@ impl CtlOutput {
             Some(code),
             "ctl exit status: expected {code}, got {:?}\nstdout:\n{}\nstderr:\n{}",
             self.status,
+            self.stdout(),
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics, showing stdout and stderr, unless stdout contains `needle`.
+    pub fn assert_stdout_has(&self, needle: &str) -> &CtlOutput {
+        assert!(
+            self.stdout().contains(needle),
+            "ctl stdout: expected to contain {needle:?}, got:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr
         );

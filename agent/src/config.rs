@@ -1,4 +1,5 @@
-//! The settings every session and every request reads, fixed when the agent starts.
+//! The settings every session and every request reads, fixed when the agent starts (but
+//! for `authorized_keys`, re-read when the file changes).
 //!
 //! They sit below both the server (which hands them to each session) and the requests
 //! (which read their limits and the files folder), so neither has to import the other for
@@ -6,17 +7,20 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::key::Key;
+use common::identity::authorized_keys::AuthorizedKeysFile;
 
 use crate::startups::Limits;
 
 /// Settings every session reads.
 #[derive(Debug)]
 pub struct Config {
-    /// The shared fleet key.
-    pub key: Key,
+    /// TLS with the agent's host key, for every connection.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Which operator keys may connect, and for what.
+    pub authorized_keys: AuthorizedKeysFile,
     /// How long a new connection has to finish the handshake.
     pub handshake_timeout: Duration,
     /// How long an authenticated connection may be silent, or refuse our output.

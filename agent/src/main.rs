@@ -12,6 +12,7 @@
 
 mod command_env;
 mod config;
+mod connection;
 mod descriptors;
 mod error;
 mod failure_report;
@@ -28,7 +29,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use common::key::Key;
+use common::identity::authorized_keys::AuthorizedKeysFile;
+use common::identity::keys::Identity;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +38,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-/// Runs shell commands for muster controllers that prove they hold the fleet key.
+/// Runs shell commands for muster operators whose keys are in its authorized_keys.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -44,9 +46,19 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:7070", value_name = "ADDR:PORT")]
     listen: SocketAddr,
 
-    /// The shared fleet key (hex text, mode 0600).
-    #[arg(long, value_name = "PATH")]
-    key_file: PathBuf,
+    /// The agent's host key (OpenSSH Ed25519 private key); made, mode 0600, with PATH.pub
+    /// beside it, when missing.
+    #[arg(long, default_value = "/etc/muster/host_key", value_name = "PATH")]
+    host_key: PathBuf,
+
+    /// The operator keys that may connect, in OpenSSH authorized_keys format (options
+    /// from="..." and permit="run,push,pull,ping"); re-read when it changes.
+    #[arg(
+        long,
+        default_value = "/etc/muster/authorized_keys",
+        value_name = "PATH"
+    )]
+    authorized_keys: PathBuf,
 
     /// Also write diagnostic logs to daily-rotated files (agent.log.YYYY-MM-DD) in this folder.
     #[arg(long, value_name = "DIR")]
@@ -175,17 +187,28 @@ fn log_panics() {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let key = Key::load(&args.key_file)?;
+    let (host_key, created) = Identity::load_or_create(&args.host_key, &host_key_comment())
+        .with_context(|| format!("cannot use the host key {}", args.host_key.display()))?;
+    let host_key = Arc::new(host_key);
+    let tls = common::tls::server_config(Arc::clone(&host_key)).context("cannot set up TLS")?;
+    let authorized_keys = AuthorizedKeysFile::open(args.authorized_keys.clone());
     // Installed before anyone can connect, so no signal reaches a running command's agent
     // with its default action (which, for SIGHUP, is to die).
     let signals = Signals::install().context("cannot install signal handlers")?;
     let listener =
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), "listening");
+    tracing::info!(
+        addr = %local,
+        version = env!("CARGO_PKG_VERSION"),
+        host_key = %host_key.public_key().fingerprint(),
+        created,
+        "listening"
+    );
     // Scripts and tests read this line to learn the port; it is the only thing on stdout.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {local}")?;
+    writeln!(stdout, "host key {}", host_key.public_key().fingerprint())?;
     stdout.flush()?;
     drop(stdout);
 
@@ -213,7 +236,8 @@ async fn run(args: Args) -> Result<()> {
     }
 
     let config = Arc::new(config::Config {
-        key,
+        tls,
+        authorized_keys,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         kill_grace: Duration::from_secs(args.kill_grace),
@@ -234,6 +258,16 @@ async fn run(args: Args) -> Result<()> {
     server::serve(listener, config, shutdown).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The comment of a new host key: `muster-agent@HOSTNAME`, as ssh-keygen names host keys
+/// `root@HOSTNAME`.
+fn host_key_comment() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("muster-agent@{host}")
 }
 
 /// Binds with SO_REUSEADDR, so a restarted agent can listen again at once even while
@@ -297,7 +331,9 @@ fn init_logging(args: &Args) -> Option<tracing_appender::non_blocking::WorkerGua
     };
     let filter =
         || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only for a person at a terminal: journald and log files get plain text.
     let stderr_layer = fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let (file_layer, guard) = match &args.log_dir {

@@ -62,7 +62,7 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, shutdown: Cancell
         };
         let conn_id = next_conn_id.fetch_add(1, Ordering::Relaxed);
         let startup = startups.admit(peer.ip(), conn_id);
-        let span = tracing::info_span!("conn", %peer, conn_id);
+        let span = tracing::info_span!("conn", %peer, conn_id, operator = tracing::field::Empty);
         tasks.spawn(
             shared
                 .clone()
@@ -98,11 +98,11 @@ impl Shared {
     ) {
         let authenticate =
             session::authenticate(stream, peer, &self.config, startup, &self.failures);
-        let channel = tokio::select! {
+        let (channel, operator) = tokio::select! {
             // A connection still in its handshake has been asked nothing: just close it.
             _ = self.shutdown.cancelled() => return,
-            channel = authenticate => match channel {
-                Some(channel) => channel,
+            authenticated = authenticate => match authenticated {
+                Some(authenticated) => authenticated,
                 None => return,
             },
         };
@@ -112,6 +112,6 @@ impl Shared {
             _ = self.shutdown.cancelled() => return,
             permit = self.sessions.acquire() => permit.expect("the semaphore is never closed"),
         };
-        session::serve(channel, &self.config, &self.shutdown).await;
+        session::serve(channel, &operator, &self.config, &self.shutdown).await;
     }
 }

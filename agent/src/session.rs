@@ -1,5 +1,7 @@
-//! One controller connection: authenticate, then route each request to [`crate::request`]
-//! until the controller closes, goes quiet for too long, or the agent shuts down.
+//! One controller connection: the TLS handshake, the operator's key checked against
+//! `authorized_keys`, then each request checked against that key's `permit=` and routed to
+//! [`crate::request`] until the controller closes, goes quiet for too long, or the agent
+//! shuts down.
 //!
 //! Every way a connection can go wrong (bad handshake, garbage, an oversized or half frame,
 //! a stalled peer) ends here with a closed socket and a log line in the connection's span;
@@ -12,14 +14,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::auth::{self, AuthError};
-use common::channel::{Channel, RecvError};
-use common::frame;
-use common::message::Request;
+use common::channel::RecvError;
+use common::handshake::{self, HandshakeError as TlsHandshakeError};
+use common::identity::authorized_keys::Denied;
+use common::message::{Packet, Reply, Request};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::connection::{Connection, Operator};
 use crate::error::ConnectionError;
 use crate::failure_report::FailureReport;
 use crate::request::Action;
@@ -31,39 +34,46 @@ pub enum HandshakeError {
     /// The peer did not finish the handshake within the handshake timeout.
     #[error("handshake timed out after {}s", .0.as_secs())]
     TimedOut(Duration),
-    /// The peer broke the handshake or did not prove the key.
+    /// The peer broke the TLS handshake or did not prove a key.
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Tls(#[from] TlsHandshakeError),
+    /// The key it proved may not connect (authorized_keys, from=).
+    #[error("operator key refused: {0}")]
+    Denied(#[from] Denied),
     /// A newer unauthenticated connection took this one's place.
     #[error(transparent)]
     Evicted(#[from] Eviction),
 }
 
-/// Runs the handshake on a new connection. `None` when it failed (reported to `failures`).
-/// The connection's place among the startups is given up when this returns, before the
-/// caller waits for a session slot.
+/// Runs the handshake on a new connection and checks the key the client proved against
+/// `authorized_keys`. `None` when either failed (reported to `failures`; a refused key is
+/// told why first). All of it, the refusal included, counts as the connection's startup:
+/// anyone can make a key and finish a handshake, so a refused connection must not outlive
+/// the handshake timeout or escape the startups' limits. The connection's place among the
+/// startups is given up when this returns, before the caller waits for a session slot.
 pub async fn authenticate(
     stream: TcpStream,
     peer: SocketAddr,
     config: &Config,
     mut startup: Startup,
     failures: &FailureReport,
-) -> Option<Channel<TcpStream>> {
+) -> Option<(Connection, Operator)> {
     // Output lines are small and latency matters more than packing them.
     let _ = stream.set_nodelay(true);
-    let handshake = auth::server_handshake(frame::framed(stream), &config.key);
+    let admitted = admit(stream, peer, config);
     let outcome = tokio::select! {
         eviction = startup.evicted() => Err(HandshakeError::Evicted(eviction)),
-        done = tokio::time::timeout(config.handshake_timeout, handshake) => match done {
+        done = tokio::time::timeout(config.handshake_timeout, admitted) => match done {
             Err(_) => Err(HandshakeError::TimedOut(config.handshake_timeout)),
-            Ok(result) => result.map_err(HandshakeError::Auth),
+            Ok(result) => result,
         },
     };
     drop(startup);
     match outcome {
-        Ok(channel) => {
+        Ok((channel, operator)) => {
+            tracing::Span::current().record("operator", operator.fingerprint());
             tracing::debug!("authenticated");
-            Some(channel)
+            Some((channel, operator))
         }
         Err(err) => {
             failures.record(peer, &err);
@@ -72,10 +82,38 @@ pub async fn authenticate(
     }
 }
 
+/// The handshake, then the operator's key checked against `authorized_keys` and the peer's
+/// address; a refused key is told why before the connection closes.
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Config,
+) -> Result<(Connection, Operator), HandshakeError> {
+    let (mut channel, key) = handshake::accept(stream, config.tls.clone()).await?;
+    let authorized = config.authorized_keys.current();
+    match authorized.authorize(&key, peer.ip()) {
+        Ok(entry) => Ok((channel, Operator::new(entry))),
+        Err(denied) => {
+            let reply = Packet::Control(Reply::Denied {
+                message: denied.to_string(),
+            });
+            if channel.send(&reply).await.is_ok() {
+                channel.close_gracefully(config.handshake_timeout).await;
+            }
+            Err(HandshakeError::Denied(denied))
+        }
+    }
+}
+
 /// Serves an authenticated connection to its end. Never returns an error: there is nobody
 /// to return it to, so the reason is logged instead.
-pub async fn serve(mut channel: Channel<TcpStream>, config: &Config, shutdown: &CancellationToken) {
-    match answer_requests(&mut channel, config, shutdown).await {
+pub async fn serve(
+    mut channel: Connection,
+    operator: &Operator,
+    config: &Config,
+    shutdown: &CancellationToken,
+) {
+    match answer_requests(&mut channel, operator, config, shutdown).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(reason) => tracing::warn!(%reason, "dropping connection"),
     }
@@ -83,7 +121,8 @@ pub async fn serve(mut channel: Channel<TcpStream>, config: &Config, shutdown: &
 
 /// Routes requests until the controller closes the connection or the agent shuts down.
 async fn answer_requests(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
+    operator: &Operator,
     config: &Config,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionError> {
@@ -98,6 +137,12 @@ async fn answer_requests(
             },
         };
         match Action::from_packet(packet)? {
+            Some(action) if !operator.permits(action.permit()) => {
+                let message = operator.refusal(action.permit());
+                tracing::warn!(%message, "request refused by permit=");
+                let reply = Packet::Control(Reply::Denied { message });
+                channel.send_within(&reply, config.idle_timeout).await?;
+            }
             Some(action) => action.apply(channel, config, shutdown).await?,
             None => tracing::debug!("cancel with nothing running"),
         }

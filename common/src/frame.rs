@@ -169,7 +169,13 @@ impl<T: AsyncRead + Unpin> Frames<T> {
             // Unshared, so this moves what is left to the front instead of allocating more.
             self.ahead.reserve(READ_AHEAD - self.ahead.len());
             let room = READ_AHEAD - self.ahead.len();
-            if read_at_most(&mut self.io, room, &mut self.ahead).await? == 0 {
+            let read = match read_at_most(&mut self.io, room, &mut self.ahead).await {
+                // TLS reports a close without `close_notify` as an unexpected end. Between
+                // frames nothing can have been cut short, so that is a clean end too.
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+                other => other?,
+            };
+            if read == 0 {
                 return match self.ahead.is_empty() {
                     true => Ok(None),
                     false => Err(ReadError::Truncated),
@@ -555,6 +561,38 @@ mod tests {
         drop(b);
         let got = rx.next().await;
         assert!(matches!(got, Err(ReadError::Truncated)), "{got:?}");
+    }
+
+    /// A stream that ends with an "unexpected end" error, as TLS reports a peer that closes
+    /// without `close_notify`.
+    struct EndsUnexpectedly(&'static [u8]);
+
+    impl AsyncRead for EndsUnexpectedly {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let this = self.get_mut();
+            if this.0.is_empty() {
+                return std::task::Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let n = this.0.len().min(buf.remaining());
+            buf.put_slice(&this.0[..n]);
+            this.0 = &this.0[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unexpected_end_between_frames_is_clean_and_inside_one_is_not() {
+        // Tried: a whole frame, then the stream's "unexpected end"; and half a frame, then
+        // the same.
+        let mut rx = framed(EndsUnexpectedly(b"\x00\x00\x00\x02hi"));
+        assert_eq!(rx.next().await.unwrap().unwrap(), "hi");
+        assert!(rx.next().await.unwrap().is_none());
+        let mut rx = framed(EndsUnexpectedly(b"\x00\x00\x00\x05hi"));
+        assert!(rx.next().await.is_err());
     }
 
     #[tokio::test]

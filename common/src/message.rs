@@ -200,6 +200,14 @@ pub enum Reply {
         /// What went wrong, for the operator.
         message: String,
     },
+    /// The operator's key may not make this request: it is not in the agent's
+    /// `authorized_keys`, not from this address (`from=`), or not for this kind of request
+    /// (`permit=`). Nothing was done. After a refusal of the key itself, the agent closes
+    /// the connection.
+    Denied {
+        /// Why, for the operator: the key's fingerprint and the rule that refused it.
+        message: String,
+    },
 }
 
 /// Why a command ended.
@@ -505,6 +513,7 @@ mod properties {
             (any::<u64>(), any::<u64>())
                 .prop_map(|(entries, bytes)| Reply::GetDone { entries, bytes }),
             text().prop_map(|message| Reply::Error { message }),
+            text().prop_map(|message| Reply::Denied { message }),
         ]
     }
 

@@ -24,7 +24,7 @@ pub struct Cli {
     pub log: LogOptions,
 }
 
-/// Where the operation log lives and what seals it; shared by `run` and `log`.
+/// Where the operation log lives; shared by every command that writes or reads it.
 #[derive(Debug, Args)]
 pub struct LogOptions {
     /// Folder of the operation log, kept output and ctl's diagnostic log files.
@@ -36,10 +36,6 @@ pub struct LogOptions {
         value_name = "DIR"
     )]
     pub log_dir: PathBuf,
-
-    /// Seal the operation log with this key file instead of a key derived from the fleet key.
-    #[arg(long, global = true, env = "CTL_LOG_KEY_FILE", value_name = "PATH")]
-    pub log_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +50,9 @@ pub enum Command {
     Ping(PingArgs),
     /// List the targets a selection resolves to, without contacting them.
     Hosts(HostsArgs),
-    /// Write a new random fleet key to PATH (mode 0600); never overwrites.
+    /// Record the host keys of the targets in known_hosts, printing each fingerprint.
+    Trust(TrustArgs),
+    /// Write a new Ed25519 identity to PATH (0600) and PATH.pub; never overwrites.
     Keygen(KeygenArgs),
     /// Review the operation log: list operations, show one, or verify the chain.
     Log(LogArgs),
@@ -91,12 +89,25 @@ pub struct TargetArgs {
     pub inventory: PathBuf,
 }
 
+/// Who we are to the agents, and which agents we trust.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The operator's OpenSSH Ed25519 private key (a key with a passphrase is used through
+    /// ssh-agent); else the inventory's `defaults.identity`, else ~/.ssh/id_ed25519.
+    #[arg(long, env = "CTL_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// The agents' host keys, in OpenSSH known_hosts format; else the inventory's
+    /// `defaults.known_hosts`, else known_hosts beside the inventory.
+    #[arg(long, env = "CTL_KNOWN_HOSTS", value_name = "PATH")]
+    pub known_hosts: Option<PathBuf>,
+}
+
 /// How to reach the targets.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The fleet key file, instead of the inventory's `defaults.key_file`.
-    #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 
     /// At most this many hosts in flight at once.
     #[arg(short = 'f', long, default_value_t = 1024, value_name = "N",
@@ -242,8 +253,26 @@ pub struct HostsArgs {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Where to write the key, e.g. keys/fleet.key.
+    /// Where to write the private key, e.g. keys/operator (the public key goes to PATH.pub).
     pub path: PathBuf,
+
+    /// The key's comment (default: USER@HOSTNAME, as ssh-keygen writes it).
+    #[arg(short = 'C', long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Replace a recorded key that changed (the old line is kept, commented out with the
+    /// date). Without it a changed key is reported and left as it is.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]
@@ -259,7 +288,8 @@ pub struct LogArgs {
 pub enum LogAction {
     /// Show one operation in full, with each host's kept output; a unique id prefix is enough.
     Show(LogShowArgs),
-    /// Check the chain of MACs over every record and the kept output; exit 1 at the first break.
+    /// Check every record's signature, the chain and the kept output, with public keys
+    /// only; exit 1 at the first break.
     Verify(LogVerifyArgs),
 }
 
@@ -340,7 +370,18 @@ pub struct LogShowArgs {
 
 #[derive(Debug, Args)]
 pub struct LogVerifyArgs {
-    /// The inventory whose `defaults.key_file` holds the fleet key (the log key derives from it).
+    /// The operators whose records are accepted: public keys in authorized_keys format.
+    /// Default: the .pub beside the identity ctl would use (--identity, else the
+    /// inventory's `defaults.identity`, else ~/.ssh/id_ed25519). No private key is read.
+    #[arg(long, value_name = "FILE")]
+    pub operators: Option<PathBuf>,
+
+    /// Without --operators: accept the records of this identity, whose PATH.pub is read.
+    #[arg(long, env = "CTL_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// Without --operators and --identity: the inventory whose `defaults.identity` names
+    /// the identity.
     #[arg(
         short = 'i',
         long,
@@ -349,10 +390,6 @@ pub struct LogVerifyArgs {
         value_name = "PATH"
     )]
     pub inventory: PathBuf,
-
-    /// The fleet key file, instead of the inventory's.
-    #[arg(long, env = "CTL_KEY_FILE", value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

@@ -240,13 +240,14 @@ pub fn render_list(ops: &[&OpView], colour: bool) -> String {
         "ID",
         "TIME (UTC)",
         "USER",
+        "OPERATOR",
         "KIND",
         "TARGETS",
         "RESULT",
         "DURATION",
         "COMMAND",
     ];
-    let rows: Vec<([String; 8], Option<&str>)> = ops.iter().map(|op| list_row(op)).collect();
+    let rows: Vec<([String; 9], Option<&str>)> = ops.iter().map(|op| list_row(op)).collect();
     let mut widths = header.map(str::len);
     for (row, _) in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -272,7 +273,7 @@ fn push_row(
     let last = cells.len() - 1;
     for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
         let pad = width.saturating_sub(cell.chars().count());
-        let shown = if i == 5 {
+        let shown = if i == RESULT_COLUMN {
             paint(cell, result_colour, colour)
         } else {
             cell.clone()
@@ -286,7 +287,10 @@ fn push_row(
     out.push('\n');
 }
 
-fn list_row(op: &OpView) -> ([String; 8], Option<&'static str>) {
+/// The column of `render_list`'s table that is coloured by how the operation ended.
+const RESULT_COLUMN: usize = 6;
+
+fn list_row(op: &OpView) -> ([String; 9], Option<&'static str>) {
     let record = op.any();
     let hosts = op.host_names();
     let targets = summarize_hosts(&hosts, 32);
@@ -315,6 +319,7 @@ fn list_row(op: &OpView) -> ([String; 8], Option<&'static str>) {
         record.op_id.clone(),
         short_time(&record.time),
         record.user.clone(),
+        record.operator.name().to_owned(),
         record.kind.as_str().to_owned(),
         targets,
         result,
@@ -335,6 +340,13 @@ pub fn render_show(op: &OpView, log_dir: &Path, colour: bool, controls: Controls
         let _ = writeln!(out, "command    {command}");
     }
     let _ = writeln!(out, "user       {} on {}", record.user, record.origin);
+    // Backed by the record's signature, unlike the user and machine above.
+    let operator = format!(
+        "{} {}",
+        record.operator.fingerprint,
+        shown(&record.operator.comment, controls)
+    );
+    let _ = writeln!(out, "operator   {}", operator.trim_end());
     let _ = writeln!(out, "argv       {}", record.argv.join(" "));
     if let Some((start, _)) = &op.start {
         let _ = writeln!(out, "started    {}", start.time);

@@ -18,6 +18,7 @@ mod plan;
 mod source_hash;
 mod stream_pair;
 mod transfer_progress;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
             Command::Push(args) => commands::push(args, &cli.log).await,
             Command::Pull(args) => commands::pull(args, &cli.log).await,
             Command::Ping(args) => commands::ping(args).await,
+            Command::Trust(args) => commands::trust(args).await,
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
             Command::Log(args) => commands::log(args, &cli.log),
@@ -88,7 +90,9 @@ fn init_logging(
     };
     let filter =
         |level: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only for a person at a terminal: journald and log files get plain text.
     let stderr_layer = fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter(stderr_level));
     // A log folder that cannot be created is reported by the operation itself; diagnostics

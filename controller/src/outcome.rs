@@ -68,6 +68,9 @@ pub struct HostOutcome {
     pub sha256: Option<String>,
     /// Push and pull: where the root landed (push: on the host; pull: locally).
     pub path: Option<String>,
+    /// The fingerprint of the host key the agent proved (`SHA256:...`), once connected;
+    /// for a refused key, the one it presented.
+    pub host_key: Option<String>,
 }
 
 impl HostOutcome {
@@ -85,6 +88,15 @@ impl HostOutcome {
             bytes: 0,
             sha256: None,
             path: None,
+            host_key: None,
+        }
+    }
+
+    /// The same outcome, from the agent whose host key has `fingerprint`.
+    pub fn with_host_key(self, fingerprint: String) -> HostOutcome {
+        HostOutcome {
+            host_key: Some(fingerprint),
+            ..self
         }
     }
 

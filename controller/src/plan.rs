@@ -1,27 +1,43 @@
 //! From parsed flags to everything an operation needs: the inventory, the de-duplicated
-//! targets and the key. Nothing here touches the network, so every error here means nothing
+//! targets, the operator's identity and the known host keys. Nothing here touches the network, so every error here means nothing
 //! was contacted, and `main` maps it to exit status 2.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use common::key::Key;
+use common::identity::keys::Identity;
 
-use crate::audit::seal::LogKey;
-use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
+use crate::cli::{ConnectArgs, KeyArgs, TargetArgs};
+use crate::client::Connector;
 use crate::inventory::{Host, Inventory, Selection};
+use crate::trust::HostTrust;
 
 /// The resolved hosts and how to reach them.
 pub struct Plan {
     pub targets: Vec<Host>,
     /// Each target's inventory groups, for the operation log.
     pub groups_of: BTreeMap<String, Vec<String>>,
-    pub key: Key,
+    pub identity: Arc<Identity>,
+    pub trust: Arc<HostTrust>,
     pub forks: usize,
     pub connect_timeout: Duration,
     pub silence_timeout: Duration,
+}
+
+impl Plan {
+    /// How every host task connects: with our identity, trusting the agents' recorded keys.
+    pub fn connector(&self) -> Connector {
+        Connector {
+            identity: Arc::clone(&self.identity),
+            trust: Arc::clone(&self.trust),
+            learn_keys: false,
+            connect_timeout: self.connect_timeout,
+            silence_timeout: self.silence_timeout,
+        }
+    }
 }
 
 /// Loads the inventory and resolves the selection to hosts, each once, in inventory order.
@@ -45,38 +61,64 @@ pub fn resolve_targets(args: &TargetArgs) -> Result<(Inventory, Vec<Host>)> {
     Ok((inventory, targets))
 }
 
-/// Resolves targets and loads the key for an operation that contacts hosts.
+/// Resolves targets and loads the identity and known hosts for an operation that contacts
+/// hosts.
 ///
 /// # Errors
-/// As [`resolve_targets`], or the key file is missing, unreadable, too open or invalid.
+/// As [`resolve_targets`], or the identity cannot be used (missing, readable by others,
+/// not Ed25519, passphrase-protected and not in ssh-agent), or known_hosts cannot be read.
 pub fn resolve(targets: &TargetArgs, connect: &ConnectArgs) -> Result<Plan> {
     let (inventory, targets) = resolve_targets(targets)?;
-    let key = fleet_key(&inventory, connect.key_file.as_deref())?;
+    let identity = load_identity(&inventory, &connect.keys)?;
+    let trust = HostTrust::load(known_hosts_path(&inventory, &connect.keys))?;
     let groups_of = groups_of(&inventory, &targets);
     Ok(Plan {
         targets,
         groups_of,
-        key,
+        identity: Arc::new(identity),
+        trust: Arc::new(trust),
         forks: connect.forks as usize,
         connect_timeout: Duration::from_secs_f64(connect.connect_timeout),
         silence_timeout: Duration::from_secs_f64(connect.silence_timeout),
     })
 }
 
-/// Loads the fleet key: `--key-file` if given, else the inventory's `defaults.key_file`.
+/// The operator's identity: `--identity` (or `$CTL_IDENTITY`), else the inventory's
+/// `defaults.identity`, else `~/.ssh/id_ed25519`.
 ///
 /// # Errors
-/// Neither names a key file, or the file is missing, too open or invalid.
-pub fn fleet_key(inventory: &Inventory, flag: Option<&Path>) -> Result<Key> {
-    let path = match (flag, inventory.key_file()) {
-        (Some(flag), _) => flag,
-        (None, Some(from_inventory)) => from_inventory,
-        (None, None) => bail!(
-            "no key file: set defaults.key_file in {} or pass --key-file",
-            inventory.path().display()
-        ),
-    };
-    Key::load(path).context("cannot use the fleet key")
+/// No path can be found, or the key cannot be used.
+pub fn load_identity(inventory: &Inventory, keys: &KeyArgs) -> Result<Identity> {
+    let path = identity_path(keys.identity.as_deref(), inventory)?;
+    Identity::load(&path).with_context(|| format!("cannot use the identity {}", path.display()))
+}
+
+/// Where the operator's identity is, as [`load_identity`] looks for it: `flag` (from
+/// `--identity` or `$CTL_IDENTITY`), else the inventory's `defaults.identity`, else
+/// `~/.ssh/id_ed25519`. Nothing is read.
+///
+/// # Errors
+/// None of them is given and HOME is not set.
+pub fn identity_path(flag: Option<&Path>, inventory: &Inventory) -> Result<PathBuf> {
+    Ok(match (flag, inventory.identity()) {
+        (Some(flag), _) => flag.to_owned(),
+        (None, Some(from_inventory)) => from_inventory.to_owned(),
+        (None, None) => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".ssh/id_ed25519"),
+            None => bail!(
+                "no identity: pass --identity, set defaults.identity in {}, or set HOME",
+                inventory.path().display()
+            ),
+        },
+    })
+}
+
+/// Where the agents' host keys are: `--known-hosts` (or `$CTL_KNOWN_HOSTS`), else the
+/// inventory's `defaults.known_hosts`, else `known_hosts` beside the inventory.
+pub fn known_hosts_path(inventory: &Inventory, keys: &KeyArgs) -> PathBuf {
+    keys.known_hosts
+        .clone()
+        .unwrap_or_else(|| inventory.known_hosts())
 }
 
 /// For each target, the groups that hold it, so the log can answer "which operations
@@ -94,19 +136,4 @@ fn groups_of(inventory: &Inventory, targets: &[Host]) -> BTreeMap<String, Vec<St
         }
     }
     groups
-}
-
-/// The key that seals the operation log: `--log-key-file` if given, else one derived from
-/// the fleet key, which `fleet` is asked for only then.
-///
-/// # Errors
-/// The key file named cannot be used, or `fleet` fails.
-pub fn log_key(options: &LogOptions, fleet: impl FnOnce() -> Result<Key>) -> Result<LogKey> {
-    match &options.log_key_file {
-        Some(path) => {
-            let key = Key::load(path).context("cannot use the log key")?;
-            Ok(LogKey::dedicated(&key))
-        }
-        None => Ok(LogKey::derived_from_fleet_key(&fleet()?)),
-    }
 }

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use common::auth::{MAGIC, NONCE_LEN, PROOF_LEN};
+use std::sync::Arc;
+
+use common::identity::keys::Identity;
 use common::message::{EndReason, EntryKind, Packet, PutFile, Reply, Request, Stream};
-use common::PROTOCOL_VERSION;
 
 fn main() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
@@ -57,11 +58,29 @@ fn stream(frames: &[&[u8]]) -> Vec<u8> {
     buf
 }
 
-fn hello(version: u8, rest: usize) -> Vec<u8> {
-    let mut frame = MAGIC.to_vec();
-    frame.push(version);
-    frame.extend((0..rest).map(|n| n as u8));
-    frame
+/// A ClientHello as `ctl` sends it, and the agent's first flight in answer to it, made by
+/// the real TLS configurations.
+fn tls_flights() -> (Vec<u8>, Vec<u8>) {
+    let operator = Arc::new(Identity::generate("seed-operator"));
+    let host = Arc::new(Identity::generate("seed-agent"));
+    let client_config = common::tls::client_config(
+        operator,
+        Arc::new(|_: &_| true),
+        common::tls::PresentedKey::default(),
+    )
+    .unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut client_hello = Vec::new();
+    client.write_tls(&mut client_hello).unwrap();
+    let mut server = rustls::ServerConnection::new(common::tls::server_config(host).unwrap()).unwrap();
+    server.read_tls(&mut &client_hello[..]).unwrap();
+    server.process_new_packets().unwrap();
+    let mut server_flight = Vec::new();
+    while server.wants_write() {
+        server.write_tls(&mut server_flight).unwrap();
+    }
+    (client_hello, server_flight)
 }
 
 fn frame_seeds() -> Vec<Vec<u8>> {
@@ -69,7 +88,7 @@ fn frame_seeds() -> Vec<Vec<u8>> {
     [
         stream(&[b"hello"]),
         stream(&[&ping, b"", &[0x01; 40]]),
-        stream(&[&hello(PROTOCOL_VERSION, NONCE_LEN)]),
+        stream(&[&ping]),
         (1024 * 1024 + 1u32).to_be_bytes().to_vec(),
     ]
     .into_iter()
@@ -79,23 +98,22 @@ fn frame_seeds() -> Vec<Vec<u8>> {
 }
 
 fn agent_handshake_seeds() -> Vec<Vec<u8>> {
-    let hello = hello(PROTOCOL_VERSION, NONCE_LEN);
-    let proof = [7u8; PROOF_LEN];
+    let (hello, _) = tls_flights();
     vec![
-        stream(&[&hello]),
-        stream(&[&hello, &proof]),
-        stream(&[&hello, &proof, &[0u8; 40]]),
-        stream(&[&self::hello(PROTOCOL_VERSION + 1, NONCE_LEN)]),
+        hello.clone(),
+        [&hello[..], &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]].concat(),
+        hello[..hello.len() / 2].to_vec(),
+        stream(&[b"not TLS"]),
     ]
 }
 
 fn ctl_handshake_seeds() -> Vec<Vec<u8>> {
-    let hello = hello(PROTOCOL_VERSION, NONCE_LEN + PROOF_LEN);
+    let (_, flight) = tls_flights();
     vec![
-        stream(&[&hello]),
-        stream(&[&hello, &[0x00]]),
-        stream(&[&hello, &[0x01]]),
-        stream(&[&self::hello(PROTOCOL_VERSION + 1, NONCE_LEN + PROOF_LEN)]),
+        flight.clone(),
+        flight[..flight.len() / 2].to_vec(),
+        [&flight[..], &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]].concat(),
+        stream(&[b"not TLS"]),
     ]
 }
 

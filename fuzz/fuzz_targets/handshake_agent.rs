@@ -1,11 +1,11 @@
 //! Handshake, agent side: what an unauthenticated client can send before it has proved
-//! anything (ClientHello, ClientProof and whatever follows), through
-//! `common::auth::server_handshake`.
+//! anything (a ClientHello, its second flight and whatever follows), through
+//! `common::handshake::accept` (rustls underneath).
 //!
-//! Input: the raw bytes the client sends (length prefixes included), then it closes.
+//! Input: the raw bytes the client sends, then it closes.
 //!
-//! Invariant: no panic, no hang, and the handshake never succeeds: the agent's nonce is
-//! fresh each time, so no input can carry a valid client proof.
+//! Invariant: no panic, no hang, and the handshake never succeeds: the agent's random and
+//! ephemeral key are fresh each time, so no input can finish the handshake.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

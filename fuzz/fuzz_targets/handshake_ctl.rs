@@ -1,10 +1,10 @@
-//! Handshake, `ctl` side: what a fake or broken agent can send to `ctl` (ServerHello,
-//! Verdict), through `common::auth::client_handshake` with a pipelined first request.
+//! Handshake, `ctl` side: what a fake or broken agent can send to `ctl` (its TLS flight),
+//! through `common::handshake::connect` with a first request, trusting any host key.
 //!
-//! Input: the raw bytes the agent sends (length prefixes included), then it closes.
+//! Input: the raw bytes the agent sends, then it closes.
 //!
-//! Invariant: no panic, no hang, and the handshake never succeeds: `ctl`'s nonce is fresh
-//! each time, so no input can carry a valid server proof.
+//! Invariant: no panic, no hang, and the handshake never succeeds: `ctl`'s random and
+//! ephemeral key are fresh each time, so no input can finish the handshake.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -4,12 +4,13 @@
 //! Each target's file says which decoder it feeds and the invariant it checks; the list,
 //! with how long each ran and what it found, is in docs/SECURITY.md ("Fuzzing and property tests").
 
-use std::sync::OnceLock;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
 
-use common::auth::{self, AuthError};
-use common::frame::framed;
-use common::key::Key;
+use common::handshake::{self, HandshakeError};
+use common::identity::keys::Identity;
 use common::message::{Packet, Request};
+use common::tls::{self, PresentedKey};
 use tokio::io::AsyncWriteExt;
 
 /// `ctl`'s inventory parser and range expansion, as `controller/src/inventory/` has them.
@@ -17,11 +18,11 @@ use tokio::io::AsyncWriteExt;
 #[path = "../../controller/src/inventory/mod.rs"]
 pub mod inventory;
 
-/// The key both sides of a fuzzed handshake would need; the fuzzer never learns the nonce
-/// of the other side, so it can never produce a valid proof under it.
-fn key() -> &'static Key {
-    static KEY: OnceLock<Key> = OnceLock::new();
-    KEY.get_or_init(|| Key::from_hex(&"5a".repeat(32)).expect("64 hex digits"))
+/// The keys of both sides of a fuzzed handshake. The fuzzer never learns the fresh
+/// randoms and ephemeral keys of the side we run, so it can never complete a handshake.
+fn identity() -> &'static Arc<Identity> {
+    static IDENTITY: OnceLock<Arc<Identity>> = OnceLock::new();
+    IDENTITY.get_or_init(|| Arc::new(Identity::generate("fuzz")))
 }
 
 /// The one current-thread runtime the targets drive async code on.
@@ -38,9 +39,9 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// for every handshake frame, and less than the pipe holds, so writing never waits.
 pub const MAX_PEER_BYTES: usize = 32 * 1024;
 
-/// Runs the agent's side of the handshake against a client that sends `peer` (raw stream
-/// bytes, length prefixes included) and then closes its sending half.
-pub fn agent_handshake_with(peer: &[u8]) -> Result<(), AuthError> {
+/// Runs the agent's side of the handshake against a client that sends `peer` (raw TLS
+/// bytes) and then closes its sending half.
+pub fn agent_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
         let (ours, mut theirs) = tokio::io::duplex(2 * MAX_PEER_BYTES);
         theirs
@@ -48,15 +49,16 @@ pub fn agent_handshake_with(peer: &[u8]) -> Result<(), AuthError> {
             .await
             .expect("fits the pipe");
         theirs.shutdown().await.expect("a duplex closes");
-        let got = auth::server_handshake(framed(ours), key()).await;
+        let config = tls::server_config(Arc::clone(identity())).expect("TLS");
+        let got = handshake::accept(ours, config).await;
         drop(theirs);
         got.map(drop)
     })
 }
 
-/// Runs `ctl`'s side of the handshake, with a pipelined first request as `ctl` sends it,
-/// against an agent that sends `peer` and then closes its sending half.
-pub fn ctl_handshake_with(peer: &[u8]) -> Result<(), AuthError> {
+/// Runs `ctl`'s side of the handshake, with a first request as `ctl` sends it and trusting
+/// any host key, against an agent that sends `peer` and then closes its sending half.
+pub fn ctl_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
         let (ours, mut theirs) = tokio::io::duplex(2 * MAX_PEER_BYTES);
         theirs
@@ -64,8 +66,15 @@ pub fn ctl_handshake_with(peer: &[u8]) -> Result<(), AuthError> {
             .await
             .expect("fits the pipe");
         theirs.shutdown().await.expect("a duplex closes");
+        let config = tls::client_config(
+            Arc::clone(identity()),
+            Arc::new(|_: &_| true),
+            PresentedKey::default(),
+        )
+        .expect("TLS");
         let first = Packet::Control(Request::Ping);
-        let got = auth::client_handshake(framed(ours), key(), Some(&first)).await;
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let got = handshake::connect(ours, config, localhost, Some(&first)).await;
         drop(theirs);
         got.map(drop)
     })

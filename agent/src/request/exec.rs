@@ -14,12 +14,10 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::channel::Channel;
 use common::frame::MAX_DATA_CHUNK;
 use common::message::{EndReason, Packet, Reply, Request, Stream, HEARTBEAT_INTERVAL};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::process_group::ProcessGroup;
 use crate::command_env::OP_ID_VAR;
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::{ConnectionError, Refusal, RequestError};
 
 /// An `exec` request.
@@ -60,7 +59,7 @@ impl Exec {
     /// has been stopped.
     pub async fn apply(
         self,
-        channel: &mut Channel<TcpStream>,
+        channel: &mut Connection,
         config: &Config,
         shutdown: &CancellationToken,
     ) -> Result<Reply, RequestError> {
@@ -155,7 +154,7 @@ struct CommandState {
 }
 
 async fn stream_until_exit(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     child: &mut Child,
     group: &ProcessGroup,
     limits: &Limits,
@@ -261,7 +260,7 @@ async fn read_chunk<R: AsyncRead + Unpin>(
 
 /// Sends what was read, or closes the pipe at end of file or on a read error.
 async fn forward<R>(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     stream: Stream,
     read: std::io::Result<usize>,
     pipe: &mut Option<R>,

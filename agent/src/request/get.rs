@@ -17,17 +17,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::channel::Channel;
 use common::chunk_reader::ChunkReader;
 use common::folder::{Child, Folder, OpenError};
 use common::message::{EntryKind, Packet, Reply};
 use rustix::fs::{AtFlags, FileType, OFlags};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpStream;
 
 use super::paths::resolve;
 use super::with_heartbeats;
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::{ConnectionError, Refusal, RequestError};
 
 /// Chunks (of up to 256 KiB) read ahead of the one being sent: enough to keep reading and
@@ -52,7 +51,7 @@ impl Get {
     /// vanished or stalled.
     pub async fn apply(
         self,
-        channel: &mut Channel<TcpStream>,
+        channel: &mut Connection,
         config: &Config,
     ) -> Result<Reply, RequestError> {
         let root = resolve(&config.files_dir, &self.path);
@@ -246,7 +245,7 @@ fn open_item(parent: &Folder, names: &[OsString]) -> std::io::Result<File> {
 /// [`Refusal::Read`] when the file could not be read as announced (it vanished, shrank or
 /// is unreadable); a [`ConnectionError`] when the controller took no data.
 async fn send_data(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     parent: &Arc<Folder>,
     item: &Item,
     config: &Config,
@@ -272,7 +271,7 @@ async fn send_data(
 }
 
 async fn send(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     reply: Reply,
     config: &Config,
 ) -> Result<(), ConnectionError> {

@@ -20,13 +20,13 @@ pub mod put_file;
 use std::future::Future;
 use std::time::Duration;
 
-use common::channel::Channel;
+use common::identity::authorized_keys::Action as Permit;
 use common::message::{Packet, Reply, Request, HEARTBEAT_INTERVAL};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::{ConnectionError, RequestError};
 
 /// One request, ready to be carried out.
@@ -102,7 +102,7 @@ impl Action {
     /// `Reply::Error` instead.
     pub async fn apply(
         self,
-        channel: &mut Channel<TcpStream>,
+        channel: &mut Connection,
         config: &Config,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
@@ -135,6 +135,17 @@ impl Action {
         .await
     }
 
+    /// The kind of request an `authorized_keys` line's `permit=` must allow for this one.
+    /// Making folders and links is part of a push.
+    pub fn permit(&self) -> Permit {
+        match self {
+            Action::Ping(_) => Permit::Ping,
+            Action::Exec(_) => Permit::Run,
+            Action::PutFile(_) | Action::MakeDir(_) | Action::MakeSymlink(_) => Permit::Push,
+            Action::Get(_) => Permit::Pull,
+        }
+    }
+
     /// The `op` span the request runs in.
     fn span(&self) -> tracing::Span {
         match self {
@@ -158,7 +169,7 @@ impl Action {
 /// # Errors
 /// The controller took no heartbeat within `send_timeout`, or the channel failed.
 pub async fn with_heartbeats<T>(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     work: impl Future<Output = T>,
     send_timeout: Duration,
 ) -> Result<T, ConnectionError> {

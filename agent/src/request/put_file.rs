@@ -26,15 +26,15 @@ use std::path::Path;
 
 use bytes::Bytes;
 use common::atomic_file::{ReceivedFile, Receiving};
-use common::channel::{Channel, RecvError};
+use common::channel::RecvError;
 use common::folder::{Child, Folder};
 use common::hashing_writer::DiskPath;
 use common::message::{self, Packet, Reply, Request};
-use tokio::net::TcpStream;
 
 use super::paths::{destination, display, remove_stale, Target};
 use super::with_heartbeats;
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::{ConnectionError, Refusal, RequestError};
 
 /// Chunks (of up to 256 KiB) queued between receiving and writing a pushed file: enough to
@@ -71,7 +71,7 @@ impl PutFile {
     /// controller vanished or broke the protocol.
     pub async fn apply(
         self,
-        channel: &mut Channel<TcpStream>,
+        channel: &mut Connection,
         config: &Config,
     ) -> Result<Reply, RequestError> {
         let req = self.0;
@@ -159,7 +159,7 @@ fn keep(dest: &Path, held: Option<Held>, asked: &str, mode: u32) -> Result<Reply
 /// file (or, if it could not be made, reads and drops them), and puts it in place if it
 /// matches.
 async fn receive_and_place(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     file: Result<ReceivedFile, Refusal>,
     dest: &Path,
     req: &message::PutFile,
@@ -229,7 +229,7 @@ async fn held_file(folder: &Folder, name: &std::ffi::OsStr, size: u64) -> Option
 /// made) or once it has failed, the data is still read to the end, so the connection stays
 /// in step and the controller gets a clear error instead of a reset connection.
 async fn feed_writer(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     writer: Option<&Receiving>,
     size: u64,
     first: PutPacket,
@@ -258,7 +258,7 @@ async fn feed_writer(
 }
 
 async fn recv_put_packet(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Connection,
     config: &Config,
 ) -> Result<PutPacket, ConnectionError> {
     match channel.recv_within::<Request>(config.idle_timeout).await {

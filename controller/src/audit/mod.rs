@@ -3,11 +3,13 @@
 //!
 //! - [`record`]: the record type (one JSON object per line) and how an operation makes its
 //!   `start` and `end` records. The only definition of what a record holds.
-//! - [`seal`]: the hash chain. Each line carries an HMAC over its content, and the content
-//!   holds the previous line's MAC and a sequence number, so an edit, a deletion, a
-//!   reordering or an insertion breaks the chain at a line `ctl log verify` can name.
-//! - [`store`]: the files: a lock file around read-last-MAC + append + fsync, rotation by
-//!   size into `audit-<first seq>.jsonl`, and reading every file back in order.
+//! - [`seal`]: the signed hash chain. Each line carries the operator's OpenSSH signature
+//!   over its content, and the content holds the previous line's SHA-256 and a sequence
+//!   number, so an edit, a deletion, a reordering, an insertion or a record in another
+//!   operator's name breaks the chain at a line `ctl log verify` can name, with public keys
+//!   only.
+//! - [`store`]: the files: a lock file around read-last-line + sign + append + fsync,
+//!   rotation by size into `audit-<first seq>.jsonl`, and reading every file back in order.
 //! - [`kept`]: each host's output kept beside the log, capped, with its SHA-256 in the
 //!   `end` record so it is covered by the chain too.
 //!

@@ -2,12 +2,14 @@
 //!
 //! An operation writes a `start` record before it contacts any host and an `end` record
 //! after the last host is done; both carry the same `op_id`. The chain fields (`seq`,
-//! `prev`) are filled in by [`super::store`] under the log's lock, and the MAC is added
-//! by [`super::seal`] as the line's last member.
+//! `prev`) and the `operator` are filled in by [`super::store`] under the log's lock, from
+//! the identity that signs the record, and the signature is added by [`super::seal`] as the
+//! line's last member.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::identity::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use super::kept::Kept;
@@ -22,7 +24,8 @@ pub struct Record {
     /// Position in the chain, from 1, continuing across rotated files.
     #[serde(default)]
     pub seq: u64,
-    /// The MAC of the record before this one (hex); 64 zeros for the first record.
+    /// The SHA-256 (hex) of the line before this one, its exact bytes without the line
+    /// break; 64 zeros for the first record.
     #[serde(default)]
     pub prev: String,
     /// Unique per operation, sortable by time (a ULID); shared by its start and end records.
@@ -30,9 +33,14 @@ pub struct Record {
     pub event: Event,
     /// When the record was written, UTC, RFC 3339.
     pub time: String,
-    /// The local user who ran `ctl`.
+    /// Whose key signed the record. Unlike `user` and `origin`, which are what the
+    /// workstation says, this is backed by the signature: `ctl log verify` checks that the
+    /// line was signed by this key.
+    #[serde(default)]
+    pub operator: Operator,
+    /// The local user who ran `ctl`, as the workstation says.
     pub user: String,
-    /// The machine `ctl` ran on.
+    /// The machine `ctl` ran on, as the workstation says.
     pub origin: String,
     pub kind: Kind,
     /// The shell command line sent to the hosts (`run`).
@@ -55,6 +63,33 @@ pub struct Record {
     /// `end`: true when the operator interrupted the operation (Ctrl-C).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+}
+
+/// The operator's key, as a record names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The public key's fingerprint, `SHA256:...` as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The public key's comment (often `user@host`); empty if it has none.
+    pub comment: String,
+}
+
+impl Operator {
+    /// The operator whose public key is `key`.
+    pub fn of(key: &PublicKey) -> Operator {
+        Operator {
+            fingerprint: key.fingerprint(),
+            comment: key.comment().to_owned(),
+        }
+    }
+
+    /// How a person tells operators apart: the comment, or the fingerprint without one.
+    pub fn name(&self) -> &str {
+        match self.comment.is_empty() {
+            true => &self.fingerprint,
+            false => &self.comment,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +178,9 @@ pub struct HostRecord {
     /// The kept copy of the host's stderr, when it printed any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_stderr: Option<Kept>,
+    /// The fingerprint of the host key the agent proved (or, refused, presented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 /// What an operation learned by running, for its end record.
@@ -233,6 +271,7 @@ impl Operation {
                 stdout_bytes: outcome.stdout_bytes,
                 stderr_bytes: outcome.stderr_bytes,
                 error: outcome.error.clone(),
+                host_key: outcome.host_key.clone(),
                 kept_stdout: kept.stdout.clone(),
                 kept_stderr: kept.stderr.clone(),
                 bytes: (self.kind != Kind::Run).then_some(outcome.bytes),
@@ -255,6 +294,7 @@ impl Operation {
             op_id: self.op_id.clone(),
             event,
             time: now_rfc3339(),
+            operator: Operator::default(),
             user: self.user.clone(),
             origin: self.origin.clone(),
             kind: self.kind,

@@ -5,12 +5,13 @@
 //! ```text
 //! audit.jsonl                 the current file; new records are appended here
 //! audit-000000000001.jsonl    rotated files, named by the seq of their first record
-//! audit.lock                  held exclusively around read-last-MAC + append + fsync
+//! audit.lock                  held exclusively around read-last-line + sign + append + fsync
 //! ```
 //!
 //! The lock is a file of its own, not the log, because rotation renames the log: a process
 //! waiting on the old file's lock would otherwise append to the rotated file. The chain runs
-//! on across rotated files (the first record of a new file holds the last MAC of the old).
+//! on across rotated files (the first record of a new file holds the digest of the old
+//! file's last line).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -18,10 +19,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use common::identity::keys::Identity;
 use common::private_file::{create_private_dir, FILE_MODE};
 
-use super::record::Record;
-use super::seal::{self, Location, LogKey, GENESIS};
+use super::record::{Operator, Record};
+use super::seal::{self, Location, GENESIS};
 
 /// The current operation-log file inside the log folder.
 pub const CURRENT_FILE: &str = "audit.jsonl";
@@ -60,22 +62,28 @@ impl AuditLog {
         &self.dir
     }
 
-    /// Links `record` into the chain, seals it and appends it as one line, synced to disk.
-    /// Concurrent `ctl` processes take turns on the lock file.
+    /// Links `record` into the chain, names `identity` as its operator, signs it with
+    /// `identity` and appends it as one line, synced to disk. Concurrent `ctl` processes take
+    /// turns on the lock file.
+    ///
+    /// The signature is made under the lock, because it covers `prev`, which only the lock
+    /// holder may read and extend: a key in an ssh-agent that asks for confirmation holds
+    /// the other writers up until it is given.
     ///
     /// # Errors
-    /// The lock, the read of the last record, the write or the sync failed.
-    pub fn append(&self, record: &Record, key: &LogKey) -> Result<()> {
+    /// The lock, the read of the last record, the signature, the write or the sync failed.
+    pub fn append(&self, record: &Record, identity: &Identity) -> Result<()> {
         let lock = self.lock()?;
         let current = self.dir.join(CURRENT_FILE);
-        let (last_seq, last_mac) = self.chain_head()?;
+        let (last_seq, last_digest) = self.chain_head()?;
         if fs::metadata(&current).is_ok_and(|meta| meta.len() >= self.rotate_bytes) {
             self.rotate(&current)?;
         }
         let mut record = record.clone();
         record.seq = last_seq + 1;
-        record.prev = last_mac;
-        let (line, _) = seal::seal(&record, key);
+        record.prev = last_digest;
+        record.operator = Operator::of(identity.public_key());
+        let line = seal::seal(&record, identity).context("cannot sign the log record")?;
 
         let mut file = OpenOptions::new()
             .append(true)
@@ -158,25 +166,26 @@ impl AuditLog {
         Ok(file)
     }
 
-    /// The seq and MAC of the newest record, or (0, GENESIS) for an empty log.
+    /// The seq of the newest record and the digest of the last line, or (0, GENESIS) for
+    /// an empty log.
     fn chain_head(&self) -> Result<(u64, String)> {
         for file in self.files()?.iter().rev() {
             let Some(line) = last_line(file)? else {
                 continue;
             };
-            if let Some((seq, mac)) = seq_and_mac(&line) {
-                return Ok((seq, mac));
+            if let Some(seq) = seq_of(&line) {
+                return Ok((seq, seal::digest(&line)));
             }
             // The last line is damaged (a crash mid-write, or tampering). Keep logging: the
             // line stays where it is and `ctl log verify` reports it. Number on from the
             // last record that can be read, so seq never repeats (rotated file names rely
-            // on it), and chain from a digest of the damaged line.
+            // on it), and chain from the damaged line as from any other.
             eprintln!(
                 "ctl: warning: the last record of {} is damaged; `ctl log verify` will report it",
                 file.display()
             );
             let last_seq = self.last_readable_seq()?;
-            return Ok((last_seq, super::kept::sha256_hex(line.as_bytes())));
+            return Ok((last_seq, seal::digest(&line)));
         }
         Ok((0, GENESIS.to_owned()))
     }
@@ -186,7 +195,7 @@ impl AuditLog {
         let lines = self.read_lines()?;
         Ok(lines
             .iter()
-            .filter_map(|(_, line)| seq_and_mac(line).map(|(seq, _)| seq))
+            .filter_map(|(_, line)| seq_of(line))
             .max()
             .unwrap_or(0))
     }
@@ -222,10 +231,10 @@ impl AuditLog {
     }
 }
 
-/// The chain position of a sealed line, if it is one.
-fn seq_and_mac(line: &str) -> Option<(u64, String)> {
-    let sealed = seal::unseal(line)?;
-    Some((sealed.link()?.seq, sealed.mac.to_owned()))
+/// The seq of a sealed line, if it is one. (Whether its signature holds is for
+/// `ctl log verify` to say; the writer only needs to number on.)
+fn seq_of(line: &str) -> Option<u64> {
+    Some(seal::unseal(line)?.link()?.seq)
 }
 
 fn ends_with_newline(file: &mut File) -> Result<bool> {
@@ -275,27 +284,32 @@ fn last_line(path: &Path) -> Result<Option<String>> {
 mod tests {
     use super::*;
     use crate::audit::record::{Kind, Operation};
-    use common::key::Key;
+    use crate::audit::seal::Operators;
 
-    fn key() -> LogKey {
-        LogKey::derived_from_fleet_key(&Key::from_hex(&"33".repeat(32)).unwrap())
-    }
-
-    fn append_n(log: &AuditLog, n: usize) {
+    fn append_n(log: &AuditLog, identity: &Identity, n: usize) {
         let op = Operation::new(Kind::Run, Some("true".into()));
         for _ in 0..n {
-            log.append(&op.start_record(&[], &Default::default()), &key())
+            log.append(&op.start_record(&[], &Default::default()), identity)
                 .unwrap();
         }
+    }
+
+    fn operators(identity: &Identity) -> Operators {
+        Operators::new(vec![identity.public_key().clone()], "operator.pub")
     }
 
     #[test]
     fn appended_records_form_a_verifiable_chain() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
-        append_n(&log, 3);
-        let intact = seal::verify(&key(), &log.read_lines().unwrap()).unwrap();
+        let alice = Identity::generate("alice@ws1");
+        append_n(&log, &alice, 3);
+        let lines = log.read_lines().unwrap();
+        let intact = seal::verify(&operators(&alice), &lines).unwrap();
         assert_eq!(intact.records, 3);
+        let last: Record = serde_json::from_str(&lines[2].1).unwrap();
+        assert_eq!(last.prev, seal::digest(&lines[1].1));
+        assert_eq!(last.operator, Operator::of(alice.public_key()));
     }
 
     #[test]
@@ -303,7 +317,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path()).unwrap();
         log.rotate_bytes = 1;
-        append_n(&log, 4);
+        let alice = Identity::generate("alice@ws1");
+        append_n(&log, &alice, 4);
         let mut names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -319,7 +334,7 @@ mod tests {
                 "audit.jsonl"
             ]
         );
-        let intact = seal::verify(&key(), &log.read_lines().unwrap()).unwrap();
+        let intact = seal::verify(&operators(&alice), &log.read_lines().unwrap()).unwrap();
         assert_eq!(intact.records, 4);
     }
 
@@ -327,15 +342,19 @@ mod tests {
     fn a_line_cut_short_by_a_crash_stays_confined_to_itself() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
-        append_n(&log, 1);
+        let alice = Identity::generate("alice@ws1");
+        append_n(&log, &alice, 1);
         let current = dir.path().join(CURRENT_FILE);
         let mut file = OpenOptions::new().append(true).open(&current).unwrap();
         file.write_all(b"{\"seq\":2,\"prev\":\"ab").unwrap();
-        append_n(&log, 1);
+        append_n(&log, &alice, 1);
         let lines = log.read_lines().unwrap();
         assert_eq!(lines.len(), 3);
-        let found = seal::verify(&key(), &lines).unwrap_err();
+        let found = seal::verify(&operators(&alice), &lines).unwrap_err();
         assert_eq!(found.at.line, 2);
+        // The record after the damage chains from the damaged line as it stands.
+        let after: Record = serde_json::from_str(&lines[2].1).unwrap();
+        assert_eq!((after.seq, after.prev), (2, seal::digest(&lines[1].1)));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One host, one operation: connect, authenticate, send the request, follow the replies to
+//! One host, one operation: connect, authenticate both ways, send the request, follow the replies to
 //! the end, and say what happened as a [`HostOutcome`]. Every failure becomes an outcome with
 //! a status; nothing here returns an `Err` to the fan-out.
 //!
@@ -10,24 +10,32 @@ pub mod pull;
 pub mod push;
 pub mod run;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::auth::{self, AuthError};
 use common::channel::{Channel, RecvError, SendError};
-use common::frame;
-use common::key::Key;
+use common::handshake::{self, HandshakeError};
+use common::identity::keys::{Identity, PublicKey};
 use common::message::{Packet, Reply, Request};
+use common::tls::{self, HostKeyCheck, PresentedKey};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
+use crate::trust::HostTrust;
+
+/// The byte stream below every channel: TLS over TCP.
+pub type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// What a client needs to reach any host; cheap to clone into every host's task.
 #[derive(Clone)]
 pub struct Connector {
-    pub key: Arc<Key>,
+    pub identity: Arc<Identity>,
+    pub trust: Arc<HostTrust>,
+    /// `ctl trust`: accept any host key that proves itself, to record it.
+    pub learn_keys: bool,
     pub connect_timeout: Duration,
     /// A running command's agent that sends nothing, not even a heartbeat, for this long
     /// is taken for lost.
@@ -78,19 +86,51 @@ impl Stop {
     }
 }
 
-/// An established, authenticated connection, or the outcome that explains why there is none.
-type Connected = Result<Channel<TcpStream>, HostOutcome>;
+/// An established, authenticated connection and the fingerprint of the host key the agent
+/// proved, or the outcome that explains why there is none.
+type Connected = Result<(Channel<Stream>, String), HostOutcome>;
 
 impl Connector {
-    /// Connects and authenticates within the connect timeout. `first`, the operation's
-    /// first request if it is known already, goes out with our half of the handshake
-    /// (see `auth::client_handshake`).
+    /// Connects and authenticates within the connect timeout: the TLS handshake, in which
+    /// the agent must present a host key `known_hosts` has for it. `first`, the
+    /// operation's first request if it is known already, goes out right behind our half of
+    /// the handshake (see `common::handshake`).
     pub async fn connect(
         &self,
         host: &Host,
         started: Instant,
         first: Option<Packet<Request>>,
     ) -> Connected {
+        let (channel, presented, _) = self.open(host, started, first.as_ref()).await?;
+        let fingerprint = presented
+            .get()
+            .map(|key| key.fingerprint())
+            .unwrap_or_default();
+        Ok((channel, fingerprint))
+    }
+
+    /// The key the agent of `host` presents, proved in a full handshake, and the address
+    /// it answered on: what `ctl trust` records. The connection is closed at once.
+    pub async fn host_key(&self, host: &Host) -> Result<(SocketAddr, PublicKey), HostOutcome> {
+        let started = Instant::now();
+        let (_, presented, peer) = self.open(host, started, None).await?;
+        match presented.get() {
+            Some(key) => Ok((peer, key)),
+            None => Err(protocol_error(
+                "the agent presented no host key".into(),
+                started,
+            )),
+        }
+    }
+
+    /// Connects, runs the handshake and sends `first`; returns the channel, the key the
+    /// agent presented and the address it answered on.
+    async fn open(
+        &self,
+        host: &Host,
+        started: Instant,
+        first: Option<&Packet<Request>>,
+    ) -> Result<(Channel<Stream>, PresentedKey, SocketAddr), HostOutcome> {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let endpoint = host.endpoint();
         let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(&endpoint)).await {
@@ -116,15 +156,63 @@ impl Connector {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        let handshake = auth::client_handshake(frame::framed(stream), &self.key, first.as_ref());
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(err) => {
+                let why = format!("connect to {endpoint}: {err}");
+                return Err(HostOutcome::failure(
+                    Status::Unreachable,
+                    why,
+                    started.elapsed(),
+                ));
+            }
+        };
+        let check: HostKeyCheck = match self.learn_keys {
+            true => Arc::new(|_: &_| true),
+            false => self.trust.check(&host.name, peer),
+        };
+        let presented = PresentedKey::default();
+        let config = match tls::client_config(Arc::clone(&self.identity), check, presented.clone())
+        {
+            Ok(config) => config,
+            Err(err) => return Err(protocol_error(format!("cannot set up TLS: {err}"), started)),
+        };
+        let handshake = handshake::connect(stream, config, peer.ip(), first);
         match tokio::time::timeout_at(deadline, handshake).await {
             Err(_) => Err(HostOutcome::failure(
                 Status::Error,
                 format!("{endpoint} did not complete the handshake in time"),
                 started.elapsed(),
             )),
-            Ok(Err(err)) => Err(handshake_failure(&err, started)),
-            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(err)) => Err(self.handshake_failure(host, peer, &presented, &err, started)),
+            Ok(Ok(channel)) => Ok((channel, presented, peer)),
+        }
+    }
+
+    /// The outcome of a failed handshake: `auth_failed` when the agent's key was refused
+    /// here (unknown, changed, revoked), `error` otherwise.
+    fn handshake_failure(
+        &self,
+        host: &Host,
+        peer: SocketAddr,
+        presented: &PresentedKey,
+        err: &HandshakeError,
+        started: Instant,
+    ) -> HostOutcome {
+        let key_refused = matches!(
+            err,
+            HandshakeError::Tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure
+            ))
+        );
+        match (key_refused, presented.get()) {
+            (true, Some(key)) => HostOutcome::failure(
+                Status::AuthFailed,
+                self.trust.refusal(&host.name, peer, &key),
+                started.elapsed(),
+            )
+            .with_host_key(key.fingerprint()),
+            _ => HostOutcome::failure(Status::Error, err.to_string(), started.elapsed()),
         }
     }
 
@@ -163,6 +251,12 @@ impl Failure {
         Failure::new(Status::Failed, error)
     }
 
+    /// The agent refused our key, or this kind of request from it: the host is
+    /// `auth_failed`.
+    pub fn denied(error: impl ToString) -> Failure {
+        Failure::new(Status::AuthFailed, error)
+    }
+
     /// The conversation itself broke (connection, protocol, silence): the host is `error`.
     pub fn broken(error: impl ToString) -> Failure {
         Failure::new(Status::Error, error)
@@ -189,13 +283,14 @@ impl From<SendError> for Failure {
 /// The agent's next answer in a file transfer, heartbeats skipped; an `error` reply is a
 /// refusal, and nothing at all for `silence` means the host or the path is lost.
 pub(crate) async fn next_reply(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     silence: Duration,
 ) -> Result<Reply, Failure> {
     loop {
         match channel.recv_within::<Reply>(silence).await {
             Ok(Packet::Control(Reply::Heartbeat)) => continue,
             Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
+            Ok(Packet::Control(Reply::Denied { message })) => return Err(Failure::denied(message)),
             Ok(Packet::Control(reply)) => return Ok(reply),
             Ok(other) => {
                 let why = format!("unexpected data from the agent: {}", other.summary());
@@ -216,15 +311,6 @@ pub(crate) fn lost(err: RecvError, during: &str) -> Failure {
         RecvError::Closed => Failure::broken(format!("the agent closed the connection {during}")),
         RecvError::Failed(err) => Failure::broken(err),
     }
-}
-
-fn handshake_failure(err: &AuthError, started: Instant) -> HostOutcome {
-    let status = if err.is_key_mismatch() {
-        Status::AuthFailed
-    } else {
-        Status::Error
-    };
-    HostOutcome::failure(status, err.to_string(), started.elapsed())
 }
 
 fn cancelled_before_start(started: Instant) -> HostOutcome {

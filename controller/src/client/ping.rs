@@ -5,19 +5,32 @@ use std::time::Instant;
 use common::channel::RecvError;
 use common::message::{Packet, Reply, Request};
 
-use super::{protocol_error, Connector};
+use common::channel::Channel;
+
+use super::{protocol_error, Connector, Stream};
 use crate::inventory::Host;
-use crate::outcome::HostOutcome;
+use crate::outcome::{HostOutcome, Status};
 
 /// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
 /// trip alone, so that connection set-up does not hide a slow agent.
 pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
     let started = Instant::now();
     // No request goes with the handshake: the round trip is timed on its own.
-    let mut channel = match connector.connect(host, started, None).await {
-        Ok(channel) => channel,
+    let (mut channel, host_key) = match connector.connect(host, started, None).await {
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
+    round_trip(&mut channel, connector, started)
+        .await
+        .with_host_key(host_key)
+}
+
+/// One ping and its answer, timed.
+async fn round_trip(
+    channel: &mut Channel<Stream>,
+    connector: &Connector,
+    started: Instant,
+) -> HostOutcome {
     let round_trip = Instant::now();
     let limit = connector.connect_timeout;
     if let Err(err) = channel
@@ -31,6 +44,9 @@ pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
             agent_version: Some(agent_version),
             ..HostOutcome::succeeded(round_trip.elapsed())
         },
+        Ok(Packet::Control(Reply::Denied { message })) => {
+            HostOutcome::failure(Status::AuthFailed, message, started.elapsed())
+        }
         Ok(other) => protocol_error(
             format!("unexpected answer to ping: {}", other.summary()),
             started,

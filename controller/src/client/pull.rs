@@ -25,10 +25,9 @@ use common::channel::{Channel, RecvError};
 use common::folder::{plain_names, Folder, OpenError};
 use common::hashing_writer::DiskPath;
 use common::message::{EntryKind, Packet, Reply, Request};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::{lost, Connector, Failure, Stop};
+use super::{lost, Connector, Failure, Stop, Stream};
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
 use crate::transfer_progress::TransferProgress;
@@ -62,15 +61,15 @@ pub async fn pull(
     };
     let connected =
         connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(get)));
-    let mut channel = match connected.await {
-        Ok(channel) => channel,
+    let (mut channel, host_key) = match connected.await {
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
     let received = tokio::select! {
         _ = stop.cancel.cancelled() => Err(Failure::new(Status::Cancelled, "cancelled; the file being written was discarded")),
         received = receive_all(&mut channel, &local_base, &progress, connector.silence_timeout) => received,
     };
-    match received {
+    let outcome = match received {
         Ok(Received {
             bytes,
             sha256,
@@ -82,7 +81,8 @@ pub async fn pull(
             ..HostOutcome::succeeded(started.elapsed())
         },
         Err(failure) => HostOutcome::failure(failure.status, failure.error, started.elapsed()),
-    }
+    };
+    outcome.with_host_key(host_key)
 }
 
 struct Received {
@@ -94,7 +94,7 @@ struct Received {
 
 /// Receives everything the agent sends in answer to the `Get` that went with the handshake.
 async fn receive_all(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     local_base: &Path,
     progress: &TransferProgress,
     silence: Duration,
@@ -198,7 +198,7 @@ impl Replies {
         }
     }
 
-    async fn next(&mut self, channel: &mut Channel<TcpStream>) -> Result<Reply, Failure> {
+    async fn next(&mut self, channel: &mut Channel<Stream>) -> Result<Reply, Failure> {
         loop {
             let left = self.silence.saturating_sub(self.last_progress.elapsed());
             if left.is_zero() {
@@ -208,6 +208,9 @@ impl Replies {
                 Ok(Packet::Control(Reply::Heartbeat)) => self.last_heard = Instant::now(),
                 Ok(Packet::Control(Reply::Error { message })) => {
                     return Err(Failure::refused(message))
+                }
+                Ok(Packet::Control(Reply::Denied { message })) => {
+                    return Err(Failure::denied(message))
                 }
                 Ok(Packet::Control(reply)) => {
                     self.progressed();
@@ -276,7 +279,7 @@ struct EntryFile<'a> {
 /// Receives one file's data into a temporary file, checks it against the agent's hash and
 /// puts it in place (`common::atomic_file`).
 async fn receive_file(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     replies: &mut Replies,
     entry: EntryFile<'_>,
     progress: &TransferProgress,
@@ -336,7 +339,7 @@ async fn receive_file(
 /// Receives `size` bytes of file data and queues them for `writer`; stops at the first
 /// write that fails (the writer's `finish` says why).
 async fn receive_data(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     writer: &Receiving,
     size: u64,
     progress: &TransferProgress,
@@ -347,6 +350,7 @@ async fn receive_data(
         let chunk = match channel.recv_within::<Reply>(replies.silence).await {
             Ok(Packet::FileData(chunk)) => chunk,
             Ok(Packet::Control(Reply::Error { message })) => return Err(Failure::refused(message)),
+            Ok(Packet::Control(Reply::Denied { message })) => return Err(Failure::denied(message)),
             Ok(other) => {
                 return Err(Failure::broken(format!(
                     "expected file data, got {}",

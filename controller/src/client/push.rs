@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use common::channel::Channel;
 use common::chunk_reader::ChunkReader;
 use common::message::{EntryKind, Packet, PutFile, Reply, Request};
-use tokio::net::TcpStream;
 
-use super::{next_reply, Connector, Failure, Stop};
+use super::{next_reply, Connector, Failure, Stop, Stream};
 use crate::inventory::Host;
 use crate::local_tree::{LocalEntry, LocalTree};
 use crate::outcome::{HostOutcome, Status};
@@ -50,13 +49,27 @@ pub async fn push(
     let started = Instant::now();
     // Nothing goes with the handshake: push_entry sends each entry's request and reads its
     // answer together, and one round trip per push is noise next to the data.
-    let mut channel = match connector
+    let (mut channel, host_key) = match connector
         .connect_unless_stopped(host, stop, started, None)
         .await
     {
-        Ok(channel) => channel,
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
+    push_tree(&mut channel, connector, &job, &progress, stop, started)
+        .await
+        .with_host_key(host_key)
+}
+
+/// Sends every entry of the tree over `channel`, then restores the folders' modes.
+async fn push_tree(
+    channel: &mut Channel<Stream>,
+    connector: &Connector,
+    job: &PushJob,
+    progress: &TransferProgress,
+    stop: &Stop,
+    started: Instant,
+) -> HostOutcome {
     let mut remote_root = String::new();
     let (mut bytes, mut changed) = (0u64, false);
     for entry in &job.tree.entries {
@@ -66,7 +79,7 @@ pub async fn push(
                 // destination keeps its old content.
                 return HostOutcome::failure(Status::Cancelled, "cancelled; the file being written was discarded", started.elapsed());
             }
-            sent = push_entry(&mut channel, &job, entry, &mut remote_root, &progress, connector.silence_timeout) => sent,
+            sent = push_entry(channel, job, entry, &mut remote_root, progress, connector.silence_timeout) => sent,
         };
         match sent {
             Ok(Sent::Changed(n)) => {
@@ -78,7 +91,7 @@ pub async fn push(
         }
     }
     if let Err(failure) =
-        restore_dir_modes(&mut channel, &job, &remote_root, connector.silence_timeout).await
+        restore_dir_modes(channel, job, &remote_root, connector.silence_timeout).await
     {
         return failure.at(started);
     }
@@ -97,7 +110,7 @@ pub async fn push(
 }
 
 async fn push_entry(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     job: &PushJob,
     entry: &LocalEntry,
     remote_root: &mut String,
@@ -159,7 +172,7 @@ async fn push_entry(
 /// After `PutReady`: asks the agent to keep what it holds if that is our content, or sends
 /// the data and its SHA-256; then checks the agent's `PutDone`.
 async fn put_data(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     entry: &LocalEntry,
     held_sha256: Option<String>,
     progress: &TransferProgress,
@@ -215,7 +228,7 @@ async fn whole_hash(entry: &LocalEntry) -> Result<String, Failure> {
 /// Gives folders whose mode withholds access from their owner that mode, deepest first,
 /// now that everything below them is written.
 async fn restore_dir_modes(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     job: &PushJob,
     remote_root: &str,
     silence: Duration,
@@ -255,7 +268,7 @@ async fn restore_dir_modes(
 /// while this task encrypts and sends the previous ones, so reading, hashing and sending
 /// overlap.
 async fn send_file(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     entry: &LocalEntry,
     progress: &TransferProgress,
     silence: Duration,

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::channel::{Channel, RecvError};
 use common::message::{EndReason, Packet, Reply, Request};
-use tokio::net::TcpStream;
 
-use super::{protocol_error, sleep_until, Connector, Stop};
+use super::{protocol_error, sleep_until, Connector, Stop, Stream};
 use crate::audit::kept::Capture;
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
@@ -34,8 +33,8 @@ pub async fn run(
     let started = Instant::now();
     let connected =
         connector.connect_unless_stopped(host, stop, started, Some(Packet::Control(exec)));
-    let mut channel = match connected.await {
-        Ok(channel) => channel,
+    let (mut channel, host_key) = match connected.await {
+        Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
     let silence = connector.silence_timeout;
@@ -47,6 +46,7 @@ pub async fn run(
         stderr_bytes: output.kept.stderr.total(),
         ..outcome
     }
+    .with_host_key(host_key)
 }
 
 /// Where one host's output goes: its kept copy and the printer.
@@ -58,7 +58,7 @@ pub struct HostOutput<'a> {
 /// Reads the agent's replies until the command's `Exit`, passing output on; on Ctrl-C asks
 /// the agent to cancel and waits (boundedly) for its report.
 async fn follow_command(
-    channel: &mut Channel<TcpStream>,
+    channel: &mut Channel<Stream>,
     silence_timeout: Duration,
     output: &mut HostOutput<'_>,
     stop: &Stop,
@@ -105,6 +105,9 @@ async fn follow_command(
             }
             Ok((Packet::Control(Reply::Error { message }), _)) => {
                 return HostOutcome::failure(Status::Error, message, started.elapsed())
+            }
+            Ok((Packet::Control(Reply::Denied { message }), _)) => {
+                return HostOutcome::failure(Status::AuthFailed, message, started.elapsed())
             }
             Ok((other @ (Packet::Control(_) | Packet::FileData(_)), _)) => {
                 return protocol_error(format!("unexpected reply {}", other.summary()), started)

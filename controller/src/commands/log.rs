@@ -1,14 +1,15 @@
 //! `ctl log`, `ctl log show ID`, `ctl log verify`: reviewing the operation log.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use common::key::Key;
+use anyhow::{bail, Context, Result};
+use common::identity::authorized_keys::AuthorizedKeys;
 use common::message::Stream;
 
 use super::Exit;
 use crate::audit::kept::{kept_path, sha256_hex};
-use crate::audit::seal::{self, Location};
+use crate::audit::seal::{self, Location, Operators};
 use crate::audit::{AuditLog, Record};
 use crate::cli::{LogAction, LogArgs, LogListArgs, LogOptions, LogShowArgs, LogVerifyArgs};
 use crate::inventory::Inventory;
@@ -26,7 +27,7 @@ pub fn log(args: LogArgs, options: &LogOptions) -> Result<Exit> {
     match args.action {
         None => list(&log, args.list),
         Some(LogAction::Show(show_args)) => show(&log, show_args),
-        Some(LogAction::Verify(verify_args)) => verify(&log, verify_args, options),
+        Some(LogAction::Verify(verify_args)) => verify(&log, verify_args),
     }
 }
 
@@ -79,16 +80,13 @@ fn show(log: &AuditLog, args: LogShowArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Walks the chain, then checks every kept output file against the hash its end record
-/// holds. Exit 0 when all is intact, 1 at the first break (named with file and line).
-fn verify(log: &AuditLog, args: LogVerifyArgs, options: &LogOptions) -> Result<Exit> {
-    let key = plan::log_key(options, || match &args.key_file {
-        // A key file named outright needs no inventory to find it.
-        Some(path) => Key::load(path).context("cannot use the fleet key"),
-        None => plan::fleet_key(&Inventory::load(&args.inventory)?, None),
-    })?;
+/// Checks every record's signature against the operators' public keys and walks the chain,
+/// then checks every kept output file against the hash its end record holds. Exit 0 when
+/// all is intact, 1 at the first break (named with file and line).
+fn verify(log: &AuditLog, args: LogVerifyArgs) -> Result<Exit> {
+    let operators = load_operators(&operators_file(&args)?)?;
     let lines = log.read_lines()?;
-    let intact = match seal::verify(&key, &lines) {
+    let intact = match seal::verify(&operators, &lines) {
         Ok(intact) => intact,
         Err(broken) => {
             print_stdout(&format!(
@@ -106,14 +104,51 @@ fn verify(log: &AuditLog, args: LogVerifyArgs, options: &LogOptions) -> Result<E
     }
     let files: HashSet<_> = lines.iter().map(|(at, _)| &at.file).collect();
     print_stdout(&format!(
-        "intact: {} records in {} file{}; head seq {} mac {}\n",
+        "intact: {} records in {} file{}; head seq {} sha256 {}\n",
         intact.records,
         files.len(),
         if files.len() == 1 { "" } else { "s" },
         intact.head_seq,
-        intact.head_mac
+        intact.head_sha256
     ));
     Ok(Exit::Success)
+}
+
+/// The file of operator keys: `--operators`, else the `.pub` beside the identity ctl would
+/// use. Only the public half is ever read, so an auditor needs no private key.
+fn operators_file(args: &LogVerifyArgs) -> Result<PathBuf> {
+    if let Some(file) = &args.operators {
+        return Ok(file.clone());
+    }
+    let identity = match &args.identity {
+        // An identity named outright needs no inventory to find it.
+        Some(path) => path.clone(),
+        None => {
+            let inventory = Inventory::load(&args.inventory).context(
+                "no --operators or --identity given, so the inventory is read to find the identity",
+            )?;
+            plan::identity_path(None, &inventory)?
+        }
+    };
+    let mut public = identity.into_os_string();
+    public.push(".pub");
+    Ok(PathBuf::from(public))
+}
+
+/// The keys of an `authorized_keys` file; lines that cannot be used are warned about with
+/// their numbers, and the others still count.
+fn load_operators(file: &Path) -> Result<Operators> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the operators' keys {}", file.display()))?;
+    let (keys, warnings) = AuthorizedKeys::parse(&text);
+    for warning in warnings {
+        tracing::warn!(file = %file.display(), "{warning}");
+    }
+    if keys.is_empty() {
+        bail!("{} holds no operator key", file.display());
+    }
+    let keys = keys.entries().iter().map(|entry| entry.key().clone());
+    Ok(Operators::new(keys.collect(), file.display()))
 }
 
 fn first_altered_output(log: &AuditLog, lines: &[(Location, String)]) -> Option<String> {

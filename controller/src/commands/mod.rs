@@ -9,12 +9,14 @@ mod operation;
 mod ping;
 mod run;
 mod transfer;
+mod trust;
 
 pub use hosts::{hosts, keygen};
 pub use log::log;
 pub use ping::ping;
 pub use run::run;
 pub use transfer::{pull, push};
+pub use trust::trust;
 
 use crate::outcome::HostOutcome;
 

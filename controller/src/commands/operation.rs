@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use common::identity::keys::Identity;
 
 use super::Exit;
 use crate::audit::record::OperationEnd;
-use crate::audit::seal::LogKey;
 use crate::audit::{AuditLog, Operation};
 use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
 use crate::client::{Connector, Stop};
@@ -27,12 +27,13 @@ pub struct LoggedOperation {
     pub stop: Stop,
     pub op: Operation,
     log: AuditLog,
-    log_key: LogKey,
+    /// Signs the log records: the operator's identity.
+    signer: Arc<Identity>,
 }
 
 impl LoggedOperation {
-    /// Resolves the targets and key, writes `op`'s start record and starts watching for
-    /// Ctrl-C.
+    /// Resolves the targets, the identity and the known hosts, writes `op`'s start record
+    /// (signed with the identity) and starts watching for Ctrl-C.
     ///
     /// # Errors
     /// Anything that stops the operation before any host is contacted (exit 2).
@@ -43,18 +44,16 @@ impl LoggedOperation {
         op: Operation,
     ) -> Result<LoggedOperation> {
         let plan = plan::resolve(targets, connect)?;
-        let log_key = plan::log_key(log_options, || Ok(plan.key.clone()))?;
         let log = AuditLog::open(&log_options.log_dir)?;
-        log.append(&op.start_record(&plan.targets, &plan.groups_of), &log_key)
-            .context("cannot write the operation log, so nothing was done")?;
+        log.append(
+            &op.start_record(&plan.targets, &plan.groups_of),
+            &plan.identity,
+        )
+        .context("cannot write the operation log, so nothing was done")?;
         tracing::info!(op_id = %op.op_id, hosts = plan.targets.len(), "operation started");
         let stop = Stop::default();
         tokio::spawn(stop.clone().on_signals());
-        let connector = Connector {
-            key: Arc::new(plan.key),
-            connect_timeout: plan.connect_timeout,
-            silence_timeout: plan.silence_timeout,
-        };
+        let connector = plan.connector();
         Ok(LoggedOperation {
             names: plan.targets.iter().map(|host| host.name.clone()).collect(),
             targets: plan.targets,
@@ -63,7 +62,7 @@ impl LoggedOperation {
             stop,
             op,
             log,
-            log_key,
+            signer: plan.identity,
         })
     }
 
@@ -77,7 +76,7 @@ impl LoggedOperation {
         output::print_summary(&self.names, end.outcomes, end.wall);
         let interrupted = self.stop.cancel.is_cancelled();
         let record = self.op.end_record(&self.targets, &end, interrupted);
-        if let Err(err) = self.log.append(&record, &self.log_key) {
+        if let Err(err) = self.log.append(&record, &self.signer) {
             eprintln!("ctl: the operation ran but its end record was not written: {err:#}");
             return Exit::SomeHostsFailed;
         }

@@ -1,12 +1,10 @@
 //! `ctl ping`: connect, authenticate and round-trip to every target.
 
-use std::sync::Arc;
-
 use anyhow::Result;
 
 use super::Exit;
 use crate::cli::PingArgs;
-use crate::client::{self, Connector};
+use crate::client;
 use crate::fanout::fan_out;
 use crate::output;
 use crate::plan;
@@ -14,11 +12,7 @@ use crate::plan;
 /// `ctl ping`: connect, authenticate and round-trip to every target.
 pub async fn ping(args: PingArgs) -> Result<Exit> {
     let plan = plan::resolve(&args.targets, &args.connect)?;
-    let connector = Connector {
-        key: Arc::new(plan.key),
-        connect_timeout: plan.connect_timeout,
-        silence_timeout: plan.silence_timeout,
-    };
+    let connector = plan.connector();
     let outcomes = fan_out(&plan.targets, plan.forks, |_, host| {
         let connector = connector.clone();
         async move { client::ping::ping(&connector, &host).await }

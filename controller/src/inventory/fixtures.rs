@@ -9,7 +9,7 @@ use super::{Host, Inventory, InventoryError, Selection};
 pub const EXAMPLE: &str = r#"
 defaults:
   port: 7070
-  key_file: keys/fleet.key
+  identity: keys/operator
 hosts:
   web1: 127.0.0.1:7001
   web2: { address: 127.0.0.1, port: 7002 }

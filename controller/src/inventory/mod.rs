@@ -1,13 +1,15 @@
 //! The inventory model: which hosts exist, where their agents listen, and how they are grouped.
 //!
 //! This module owns the `inventory.yaml` format, its validation, group resolution and the
-//! `--group`/`--host`/`--exclude` selection. It does not read the key file (that is
-//! [`common::key`]; we only resolve its path), resolve DNS names, or parse command lines.
+//! `--group`/`--host`/`--exclude` selection. It does not read the operator's identity or
+//! `known_hosts` (that is [`common::identity`]; we only resolve their paths), resolve DNS
+//! names, or parse command lines.
 //!
 //! ```yaml
 //! defaults:
 //!   port: 7070                 # agent port for hosts that give none (7070 when absent)
-//!   key_file: keys/fleet.key   # relative to the inventory file's folder
+//!   identity: keys/operator    # the operator's Ed25519 key, relative to this file's folder
+//!   known_hosts: known_hosts   # the agents' host keys (default: known_hosts beside this file)
 //! hosts:
 //!   web1: 127.0.0.1:7001
 //!   web2: { address: 127.0.0.1, port: 7002 }
@@ -76,7 +78,8 @@ pub const ALL_GROUP: &str = "all";
 #[derive(Debug, Clone)]
 pub struct Inventory {
     path: PathBuf,
-    key_file: Option<PathBuf>,
+    identity: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
     /// Every host, in file order, with ranges expanded.
     hosts: Vec<Host>,
     /// Host name → position in `hosts`.
@@ -137,7 +140,8 @@ impl Inventory {
     }
 
     /// Parses and validates inventory YAML. `path` is used in error messages and as the base
-    /// folder of a relative `defaults.key_file`; nothing is read from it.
+    /// folder of relative `defaults.identity` and `defaults.known_hosts`; nothing is read
+    /// from it.
     ///
     /// # Errors
     ///
@@ -158,13 +162,14 @@ impl Inventory {
         let (hosts, host_index) = build_hosts(path, default_port, &host_entries)?;
         let group_entries = raw.groups.map_or_else(Vec::new, |entries| entries.0);
         let groups = GroupResolver::new(path, &group_entries, &host_index, hosts.len())?.run()?;
-        let key_file = defaults.key_file.map(|file| match path.parent() {
+        let beside = |file: PathBuf| match path.parent() {
             Some(dir) => dir.join(file),
             None => file,
-        });
+        };
         Ok(Inventory {
             path: path.to_owned(),
-            key_file,
+            identity: defaults.identity.map(beside),
+            known_hosts: defaults.known_hosts.map(beside),
             hosts,
             host_index,
             groups,
@@ -176,9 +181,19 @@ impl Inventory {
         &self.path
     }
 
-    /// `defaults.key_file`, resolved against the inventory's folder; `None` if not set.
-    pub fn key_file(&self) -> Option<&Path> {
-        self.key_file.as_deref()
+    /// `defaults.identity`, resolved against the inventory's folder; `None` if not set.
+    pub fn identity(&self) -> Option<&Path> {
+        self.identity.as_deref()
+    }
+
+    /// `defaults.known_hosts`, resolved against the inventory's folder; else `known_hosts`
+    /// beside the inventory.
+    pub fn known_hosts(&self) -> PathBuf {
+        match (&self.known_hosts, self.path.parent()) {
+            (Some(file), _) => file.clone(),
+            (None, Some(dir)) => dir.join("known_hosts"),
+            (None, None) => PathBuf::from("known_hosts"),
+        }
     }
 
     /// The names of the groups defined in the file, sorted; the reserved `all` is not included.
@@ -247,10 +262,8 @@ mod tests {
             inv.group_names().collect::<Vec<_>>(),
             ["app", "db", "prod", "web"]
         );
-        assert_eq!(
-            inv.key_file(),
-            Some(Path::new("/etc/muster/keys/fleet.key"))
-        );
+        assert_eq!(inv.identity(), Some(Path::new("/etc/muster/keys/operator")));
+        assert_eq!(inv.known_hosts(), Path::new("/etc/muster/known_hosts"));
         assert_eq!(inv.path(), Path::new("/etc/muster/inventory.yaml"));
     }
 
@@ -262,8 +275,8 @@ mod tests {
         let inv = Inventory::load(&path).unwrap_or_else(|e| panic!("load failed: {e}"));
         assert_eq!(inv.hosts.len(), 7);
         assert_eq!(
-            inv.key_file(),
-            Some(dir.path().join("keys/fleet.key").as_path())
+            inv.identity(),
+            Some(dir.path().join("keys/operator").as_path())
         );
 
         let missing = dir.path().join("nope.yaml");
@@ -279,15 +292,16 @@ mod tests {
     fn defaults_are_optional() {
         let inv = load("hosts:\n  a: example.com\n");
         assert_eq!(inv.hosts[0].port, DEFAULT_PORT);
-        assert_eq!(inv.key_file(), None);
+        assert_eq!(inv.identity(), None);
         let inv = load("defaults:\n  port: 9000\nhosts:\n  a: example.com\n");
         assert_eq!(inv.hosts[0].endpoint(), "example.com:9000");
     }
 
     #[test]
-    fn absolute_key_file_is_kept() {
-        let inv = load("defaults:\n  key_file: /keys/k\n");
-        assert_eq!(inv.key_file(), Some(Path::new("/keys/k")));
+    fn absolute_key_paths_are_kept() {
+        let inv = load("defaults:\n  identity: /keys/k\n  known_hosts: /etc/kh\n");
+        assert_eq!(inv.identity(), Some(Path::new("/keys/k")));
+        assert_eq!(inv.known_hosts(), Path::new("/etc/kh"));
     }
 
     #[test]

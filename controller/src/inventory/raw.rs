@@ -40,7 +40,8 @@ pub(super) struct RawInventory {
 pub(super) struct RawDefaults {
     // Read wide so that 0 and 70000 get our port message rather than serde's.
     pub(super) port: Option<i64>,
-    pub(super) key_file: Option<PathBuf>,
+    pub(super) identity: Option<PathBuf>,
+    pub(super) known_hosts: Option<PathBuf>,
 }
 
 /// A host's value: `"addr[:port]"` or `{ address, port }`.
