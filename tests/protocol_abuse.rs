@@ -61,16 +61,22 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// The ClientHello `ctl` would send (the first TLS record), made by rustls with `fleet`'s
-/// identity.
-fn client_hello(fleet: &Fleet) -> Vec<u8> {
+/// ctl's TLS settings with `fleet`'s operator identity, trusting whatever host key an agent
+/// proves.
+fn trusting_client_config(fleet: &Fleet) -> std::sync::Arc<rustls::ClientConfig> {
     let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
-    let config = common::tls::client_config(
+    common::tls::client_config(
         std::sync::Arc::new(identity),
         std::sync::Arc::new(|_: &_| true),
         common::tls::PresentedKey::default(),
     )
-    .expect("a client config");
+    .expect("a client config")
+}
+
+/// The ClientHello `ctl` would send (the first TLS record), made by rustls with `fleet`'s
+/// identity.
+fn client_hello(fleet: &Fleet) -> Vec<u8> {
+    let config = trusting_client_config(fleet);
     let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
     let mut client = rustls::ClientConnection::new(config, name).expect("a client");
     let mut hello = Vec::new();
@@ -787,13 +793,7 @@ fn as_controller<T>(
     addr: SocketAddr,
     work: impl AsyncFnOnce(&mut ControllerChannel) -> T,
 ) -> T {
-    let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
-    let tls = common::tls::client_config(
-        std::sync::Arc::new(identity),
-        std::sync::Arc::new(|_: &_| true),
-        common::tls::PresentedKey::default(),
-    )
-    .expect("TLS");
+    let tls = trusting_client_config(fleet);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,8 +12,8 @@
 //!
 //! [`Frames`] reads through a small read-ahead buffer ([`READ_AHEAD`] bytes), so a
 //! connection holds little while it waits. A frame's payload gets a buffer of its own, of
-//! exactly its length, only once the header is read, and [`Frames::next_charged`] first
-//! takes that length from a [`ByteBudget`]: a reader sharing one budget with many others
+//! exactly its length, only once the header is read, and [`Frames::begin_payload`] can first
+//! take that length from a [`ByteBudget`]: a reader sharing one budget with many others
 //! holds at most the budget in payloads, however many peers send at once. Frames are
 //! written straight to the stream, header and payload in one vectored write.
 //!
@@ -119,26 +119,6 @@ impl<T: AsyncRead + Unpin> Frames<T> {
         }
         self.begin_payload(None).await;
         Ok(Some(self.finish_payload().await?.0))
-    }
-
-    /// Reads the next frame as [`Frames::next`] does, taking its length from `budget` before
-    /// its payload is read; the returned [`Charge`] holds those bytes until it is dropped.
-    ///
-    /// # Errors
-    /// As [`Frames::next`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe, as [`Frames::next`] is; a cancelled wait for the budget takes nothing.
-    pub async fn next_charged(
-        &mut self,
-        budget: &ByteBudget,
-    ) -> Result<Option<(BytesMut, Charge)>, ReadError> {
-        if self.wait_header().await?.is_none() {
-            return Ok(None);
-        }
-        self.begin_payload(Some(budget)).await;
-        let (payload, charge) = self.finish_payload().await?;
-        Ok(Some((payload, charge.expect("charged to the budget"))))
     }
 
     /// Waits for the next frame's header and returns the frame's length, or `None` when the
@@ -496,7 +476,10 @@ mod tests {
         let reader = tokio::spawn({
             let budget = budget.clone();
             async move {
-                let got = rx.next_charged(&budget).await;
+                // The three steps `Channel::recv_charged_within` takes.
+                rx.wait_header().await.unwrap().unwrap();
+                rx.begin_payload(Some(&budget)).await;
+                let got = rx.finish_payload().await;
                 (got, rx)
             }
         });
@@ -507,7 +490,8 @@ mod tests {
         assert!(taken.load(Ordering::SeqCst) <= READ_AHEAD);
         drop(other);
         let (got, _rx) = reader.await.unwrap();
-        let (frame, charge) = got.unwrap().unwrap();
+        let (frame, charge) = got.unwrap();
+        let charge = charge.expect("charged");
         assert!(frame == payload);
         assert_eq!(budget.available(), 64 * 1024);
         drop(charge);

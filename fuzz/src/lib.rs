@@ -11,7 +11,7 @@ use common::handshake::{self, HandshakeError};
 use common::identity::keys::Identity;
 use common::message::{Packet, Request};
 use common::tls::{self, PresentedKey};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, DuplexStream};
 
 /// `ctl`'s inventory parser and range expansion, as `controller/src/inventory/` has them.
 #[allow(dead_code, unused_imports)]
@@ -39,16 +39,23 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// for every handshake frame, and less than the pipe holds, so writing never waits.
 pub const MAX_PEER_BYTES: usize = 32 * 1024;
 
+/// A pipe whose far end has sent `peer` (at most [`MAX_PEER_BYTES`]) and closed its
+/// sending half; keep the far end until the handshake is over.
+async fn peer_that_sent(peer: &[u8]) -> (DuplexStream, DuplexStream) {
+    let (ours, mut theirs) = tokio::io::duplex(2 * MAX_PEER_BYTES);
+    theirs
+        .write_all(&peer[..peer.len().min(MAX_PEER_BYTES)])
+        .await
+        .expect("fits the pipe");
+    theirs.shutdown().await.expect("a duplex closes");
+    (ours, theirs)
+}
+
 /// Runs the agent's side of the handshake against a client that sends `peer` (raw TLS
 /// bytes) and then closes its sending half.
 pub fn agent_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
-        let (ours, mut theirs) = tokio::io::duplex(2 * MAX_PEER_BYTES);
-        theirs
-            .write_all(&peer[..peer.len().min(MAX_PEER_BYTES)])
-            .await
-            .expect("fits the pipe");
-        theirs.shutdown().await.expect("a duplex closes");
+        let (ours, theirs) = peer_that_sent(peer).await;
         let config = tls::server_config(Arc::clone(identity())).expect("TLS");
         let got = handshake::accept(ours, config).await;
         drop(theirs);
@@ -60,12 +67,7 @@ pub fn agent_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
 /// any host key, against an agent that sends `peer` and then closes its sending half.
 pub fn ctl_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
-        let (ours, mut theirs) = tokio::io::duplex(2 * MAX_PEER_BYTES);
-        theirs
-            .write_all(&peer[..peer.len().min(MAX_PEER_BYTES)])
-            .await
-            .expect("fits the pipe");
-        theirs.shutdown().await.expect("a duplex closes");
+        let (ours, theirs) = peer_that_sent(peer).await;
         let config = tls::client_config(
             Arc::clone(identity()),
             Arc::new(|_: &_| true),

@@ -59,7 +59,8 @@ pub async fn trust(args: TrustArgs) -> Result<Exit> {
     // Read again now: another `ctl trust` may have written meanwhile.
     let (mut known, _) = KnownHosts::load(&path)
         .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
-    let today = today_utc();
+    // `YYYY-MM-DD`, for the comment on a replaced line.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
     let mut changed_file = false;
     let mut all_ok = true;
     for ((host, outcome), presented) in plan.targets.iter().zip(&outcomes).zip(found) {
@@ -109,15 +110,4 @@ pub async fn trust(args: TrustArgs) -> Result<Exit> {
         true => Exit::Success,
         false => Exit::SomeHostsFailed,
     })
-}
-
-/// Today's date in UTC, `YYYY-MM-DD`, for the comment on a replaced line.
-fn today_utc() -> String {
-    let date = time::OffsetDateTime::now_utc().date();
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
 }
