@@ -5,35 +5,41 @@
 //!
 //! The tests run as root (as the agent does); the attacker's moves are made directly on the
 //! files, as an unprivileged user with write access to the folder could make them. To swap
-//! something mid-push, `ctl` is stopped (SIGSTOP) once the agent's temporary file exists,
-//! so the agent is waiting for data while the swap is made, then resumed.
+//! something mid-push, ctl reaches the agent through a relay that holds back all but the
+//! first MiB it sends, so the agent is surely waiting for data while the swap is made; then
+//! the relay lets the rest through.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-
 use crate::util::{
-    fleet_of, json_sorted, mode_of, set_mode, temps_in, text, wait_for_temp, Fleet, RunningCtl,
+    fleet_of, json_sorted, mode_of, set_mode, start_host, temps_in, text, wait_for_temp, Fleet,
+    Host, Relay,
 };
 
-/// A source large enough (sparse, so instant to make) that a push is surely still running
-/// when ctl is stopped after the temporary file appears.
-fn slow_source(fleet: &Fleet) -> PathBuf {
+/// A source larger (sparse, so instant to make) than what the relay lets through before
+/// the test releases it.
+fn big_source(fleet: &Fleet) -> PathBuf {
     let source = fleet.path("big.bin");
     let file = fs::File::create(&source).unwrap();
     file.set_len(256 * 1024 * 1024).unwrap();
     source
 }
 
-/// Waits for the agent's temporary file in `folder`, then stops ctl so the push waits while
-/// the test plays the attacker. Returns the temporary file.
-fn stop_ctl_once_temp_appears(folder: &Path, ctl: &mut RunningCtl) -> PathBuf {
-    let temp = wait_for_temp(folder, ctl);
-    kill(ctl.pid(), Signal::SIGSTOP).expect("can stop ctl");
-    temp
+/// One host, web1, that ctl reaches through a relay holding back all but the first MiB ctl
+/// sends: enough for the handshake, the request and the start of the data, far from all of
+/// [`big_source`].
+fn host_behind_a_holding_relay() -> (Fleet, Host, Relay) {
+    let fleet = Fleet::new();
+    let host = start_host(&fleet, "web1");
+    let relay = Relay::holding(host.agent.addr(), 1 << 20);
+    // The relay only forwards bytes: the key ctl meets behind it is web1's.
+    let key = fleet.host_keys().of(host.agent.addr()).expect("web1's key");
+    fleet.host_keys().record(relay.addr(), key);
+    fleet.write_inventory(&[("web1", relay.addr())], &[]);
+    (fleet, host, relay)
 }
 
 /// A file outside what any push names, as an attacker would point a link at: private.
@@ -94,18 +100,18 @@ fn a_temporary_file_swapped_for_a_link_mid_push_is_not_put_in_place() {
     // rename moves the link; its check sees the destination is not the file it wrote,
     // undoes the rename and fails the host. The private file keeps its content and mode,
     // and no link is left at the destination.
-    let (fleet, hosts) = fleet_of(&["web1"]);
-    let files = &hosts[0].files;
+    let (fleet, host, relay) = host_behind_a_holding_relay();
+    let files = &host.files;
     let victim = victim(&fleet);
-    let source = slow_source(&fleet);
+    let source = big_source(&fleet);
     let mut ctl = fleet
         .ctl("push")
         .args(&["-H", "web1", "--json", "-m", "4755", text(&source)])
         .spawn();
-    let temp = stop_ctl_once_temp_appears(files, &mut ctl);
+    let temp = wait_for_temp(files, &mut ctl);
     fs::rename(&temp, files.join("moved-away")).unwrap();
     symlink(&victim, &temp).unwrap();
-    kill(ctl.pid(), Signal::SIGCONT).expect("can resume ctl");
+    relay.release();
 
     let out = ctl.wait(Duration::from_secs(120));
     out.assert_code(1);
@@ -127,20 +133,20 @@ fn a_folder_swapped_for_a_link_mid_push_still_receives_into_the_folder_opened() 
     // Tried: push into sub/; once the temporary file exists, move sub away and put a link
     // to another folder at its name. The push lands in the folder the agent opened (now
     // called moved), and nothing is written where the link points.
-    let (fleet, hosts) = fleet_of(&["web1"]);
-    let files = &hosts[0].files;
+    let (fleet, host, relay) = host_behind_a_holding_relay();
+    let files = &host.files;
     let (sub, moved, elsewhere) = (files.join("sub"), files.join("moved"), fleet.path("else"));
     fs::create_dir(&sub).unwrap();
     fs::create_dir(&elsewhere).unwrap();
-    let source = slow_source(&fleet);
+    let source = big_source(&fleet);
     let mut ctl = fleet
         .ctl("push")
         .args(&["-H", "web1", "--json", "-d", "sub", text(&source)])
         .spawn();
-    stop_ctl_once_temp_appears(&sub, &mut ctl);
+    wait_for_temp(&sub, &mut ctl);
     fs::rename(&sub, &moved).unwrap();
     symlink(&elsewhere, &sub).unwrap();
-    kill(ctl.pid(), Signal::SIGCONT).expect("can resume ctl");
+    relay.release();
 
     let out = ctl.wait(Duration::from_secs(120));
     out.assert_code(0);

@@ -994,21 +994,60 @@ pub fn connect_and_send(addr: SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
     stream
 }
 
-/// A TCP relay to one address that can be told to go silent: after [`Relay::cut`] it keeps
-/// both connections open but drops every byte, like a network path that died without a
-/// FIN or RST reaching either end.
+/// A TCP relay to one address that can be told to go silent, or to hold back what the
+/// client sends after its first bytes. After [`Relay::cut`] it keeps both connections open
+/// but drops every byte, like a network path that died without a FIN or RST reaching either
+/// end. A relay made by [`Relay::holding`] stops forwarding the client's bytes at a limit
+/// until [`Relay::release`], so a test can act while the agent is surely mid-transfer.
 pub struct Relay {
     addr: SocketAddr,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// How many of the client's bytes may pass before the relay holds the rest, and whether
+/// the test has let them through.
+struct Gate {
+    limit: u64,
+    released: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Blocks until `passed + wanted` bytes may pass; returns how many of `wanted` may go now.
+    fn admit(&self, passed: u64, wanted: usize) -> usize {
+        let mut released = self.released.lock().unwrap();
+        loop {
+            if *released {
+                return wanted;
+            }
+            let room = self.limit.saturating_sub(passed);
+            if room > 0 {
+                return wanted.min(usize::try_from(room).unwrap_or(usize::MAX));
+            }
+            released = self.opened.wait(released).unwrap();
+        }
+    }
 }
 
 impl Relay {
     /// Listens on 127.0.0.1 and relays the first connection it accepts to `target`.
     pub fn start(target: SocketAddr) -> Relay {
+        Relay::holding(target, u64::MAX)
+    }
+
+    /// Like [`Relay::start`], but forwards only the first `limit` bytes the client sends
+    /// until [`Relay::release`]; the agent's bytes to the client always pass.
+    pub fn holding(target: SocketAddr, limit: u64) -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
         let addr = listener.local_addr().expect("bound");
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let relay_cut = cut.clone();
+        let gate = Arc::new(Gate {
+            limit,
+            released: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let (relay_cut, relay_gate) = (cut.clone(), gate.clone());
         thread::spawn(move || {
             let Ok((client, _)) = listener.accept() else {
                 return;
@@ -1017,21 +1056,21 @@ impl Relay {
                 return;
             };
             let pipes = [
-                (client.try_clone(), server.try_clone()),
-                (server.try_clone(), client.try_clone()),
+                (client.try_clone(), server.try_clone(), Some(relay_gate)),
+                (server.try_clone(), client.try_clone(), None),
             ];
-            for (src, dst) in pipes {
+            for (src, dst, gate) in pipes {
                 let (Ok(src), Ok(dst)) = (src, dst) else {
                     return;
                 };
                 let cut = relay_cut.clone();
-                thread::spawn(move || pump(src, dst, &cut));
+                thread::spawn(move || pump(src, dst, &cut, gate.as_deref()));
             }
             // Keep both ends open for as long as the relay threads run.
             let _keep = (client, server);
             thread::park();
         });
-        Relay { addr, cut }
+        Relay { addr, cut, gate }
     }
 
     /// Where to connect instead of the target.
@@ -1043,15 +1082,30 @@ impl Relay {
     pub fn cut(&self) {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Lets the client's held bytes, and all that follow, through.
+    pub fn release(&self) {
+        *self.gate.released.lock().unwrap() = true;
+        self.gate.opened.notify_all();
+    }
 }
 
 fn pump(
     mut src: std::net::TcpStream,
     mut dst: std::net::TcpStream,
     cut: &std::sync::atomic::AtomicBool,
+    gate: Option<&Gate>,
 ) {
     let mut buf = [0u8; 16 * 1024];
-    while let Ok(n @ 1..) = src.read(&mut buf) {
+    let mut passed = 0u64;
+    loop {
+        let wanted = buf.len();
+        let admitted = gate.map_or(wanted, |gate| gate.admit(passed, wanted));
+        let n = match src.read(&mut buf[..admitted]) {
+            Ok(n @ 1..) => n,
+            _ => return,
+        };
+        passed += n as u64;
         if !cut.load(std::sync::atomic::Ordering::SeqCst) && dst.write_all(&buf[..n]).is_err() {
             return;
         }
