@@ -30,6 +30,9 @@ mod auth;
 // of the command they talk to.
 mod protocol_abuse;
 
+// docs/PROTOCOL.md's appendix: its Python controller, as printed, against a real agent.
+mod protocol_appendix;
+
 // Broken inventories and selections: exit 2, a clear message, nothing contacted or logged.
 mod inventory;
 

@@ -65,8 +65,9 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 /// proves.
 fn trusting_client_config(fleet: &Fleet) -> std::sync::Arc<rustls::ClientConfig> {
     let identity = common::identity::keys::Identity::load(&fleet.identity()).expect("loads");
+    let credentials = common::tls::Credentials::new(std::sync::Arc::new(identity)).expect("signs");
     common::tls::client_config(
-        std::sync::Arc::new(identity),
+        &credentials,
         std::sync::Arc::new(|_: &_| true),
         common::tls::PresentedKey::default(),
     )
@@ -649,7 +650,9 @@ fn fake_agent_answering_get(
     answer: impl AsyncFnOnce(&mut FakeAgentChannel) + Send + 'static,
 ) -> SocketAddr {
     let host_key = std::sync::Arc::new(common::identity::keys::Identity::generate("fake"));
-    let tls = common::tls::server_config(std::sync::Arc::clone(&host_key)).expect("TLS");
+    let credentials =
+        common::tls::Credentials::new(std::sync::Arc::clone(&host_key)).expect("signs");
+    let tls = common::tls::server_config(&credentials).expect("TLS");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
     listener.set_nonblocking(true).expect("can make it async");
     let addr = listener.local_addr().expect("bound");

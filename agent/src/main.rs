@@ -190,7 +190,8 @@ async fn run(args: Args) -> Result<()> {
     let (host_key, created) = Identity::load_or_create(&args.host_key, &host_key_comment())
         .with_context(|| format!("cannot use the host key {}", args.host_key.display()))?;
     let host_key = Arc::new(host_key);
-    let tls = common::tls::server_config(Arc::clone(&host_key)).context("cannot set up TLS")?;
+    let credentials = common::tls::Credentials::new(Arc::clone(&host_key))?;
+    let tls = common::tls::server_config(&credentials).context("cannot set up TLS")?;
     let authorized_keys = AuthorizedKeysFile::open(args.authorized_keys.clone());
     // Installed before anyone can connect, so no signal reaches a running command's agent
     // with its default action (which, for SIGHUP, is to die).

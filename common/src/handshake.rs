@@ -116,7 +116,7 @@ mod tests {
     use super::*;
     use crate::identity::keys::Identity;
     use crate::message::Reply;
-    use crate::tls::{client_config, server_config, HostKeyCheck, PresentedKey};
+    use crate::tls::{client_config, server_config, Credentials, HostKeyCheck, PresentedKey};
     use std::net::Ipv4Addr;
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -135,12 +135,12 @@ mod tests {
         );
         let presented = PresentedKey::default();
         let client = client_config(
-            Arc::clone(&operator),
+            &Credentials::new(Arc::clone(&operator)).unwrap(),
             trusting(host.public_key().clone()),
             presented.clone(),
         )
         .unwrap();
-        let server = server_config(Arc::clone(&host)).unwrap();
+        let server = server_config(&Credentials::new(Arc::clone(&host)).unwrap()).unwrap();
         let (a, b) = tokio::io::duplex(1 << 16);
         let agent = tokio::spawn(async move {
             let (mut channel, key) = accept(b, server).await.unwrap();
@@ -172,12 +172,12 @@ mod tests {
         );
         let presented = PresentedKey::default();
         let client = client_config(
-            operator,
+            &Credentials::new(operator).unwrap(),
             trusting(real.public_key().clone()),
             presented.clone(),
         )
         .unwrap();
-        let server = server_config(Arc::clone(&relay)).unwrap();
+        let server = server_config(&Credentials::new(Arc::clone(&relay)).unwrap()).unwrap();
         let (a, b) = tokio::io::duplex(1 << 16);
         let agent = tokio::spawn(async move { accept(b, server).await.map(|(_, key)| key) });
         let ping = Packet::Control(Request::Ping);

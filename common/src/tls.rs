@@ -1,7 +1,15 @@
 //! TLS 1.3 for every connection, through rustls: both sides prove their Ed25519 keys in the
-//! handshake, sent as raw public keys (RFC 7250) rather than certificates, and each side
-//! pins the other's key: `ctl` against its `known_hosts`, the agent against its
-//! `authorized_keys` once the handshake is done (it needs the peer's address for `from=`).
+//! handshake, each inside a self-signed X.509 certificate made from the key when the
+//! process starts, and each side pins the other's key, ignoring everything else in the
+//! certificate: `ctl` against its `known_hosts`, the agent against its `authorized_keys`
+//! once the handshake is done (it needs the peer's address for `from=`).
+//!
+//! Certificates rather than raw public keys (RFC 7250), which rustls also offers: every TLS
+//! stack can present and read a certificate (Python's `ssl`, OpenSSL 3.0, Go), while raw
+//! public keys need OpenSSL 3.2 and are not reachable from Python or Go at all, and another
+//! peer must be writable with the tools people have. The pinning is the same either way:
+//! names, dates, issuers and the certificate's own signature mean nothing here; the key and
+//! the handshake signature made with it are all that is checked.
 //!
 //! What TLS gives here, and what we do not build ourselves: key exchange with forward
 //! secrecy (X25519), the record layer (AES-GCM or ChaCha20-Poly1305), replay and reorder
@@ -14,16 +22,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{AlwaysResolvesClientRawPublicKeys, Resumption};
-use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
+use rustls::client::{ResolvesClientCert, Resumption};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{AlwaysResolvesServerRawPublicKeys, NoServerSessionStorage};
+use rustls::server::{ClientHello, NoServerSessionStorage, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, ServerConfig,
     SignatureAlgorithm, SignatureScheme,
 };
+
+use sha2::{Digest, Sha256};
 
 use crate::identity::keys::{Identity, PublicKey};
 
@@ -36,7 +46,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
-/// The SubjectPublicKeyInfo of `key`, as a raw public key travels in TLS.
+/// The SubjectPublicKeyInfo of `key` (DER), as a certificate holds it.
 pub fn spki_der(key: &PublicKey) -> Vec<u8> {
     let mut der = ED25519_SPKI_PREFIX.to_vec();
     der.extend_from_slice(key.as_bytes());
@@ -49,12 +59,92 @@ pub fn key_of_spki(der: &[u8]) -> Option<PublicKey> {
     Some(PublicKey::from_bytes(bytes.try_into().ok()?))
 }
 
+/// The Ed25519 key in a certificate, or `None` when it cannot be parsed or holds another
+/// kind of key.
+pub fn key_of_certificate(certificate: &CertificateDer<'_>) -> Option<PublicKey> {
+    let parsed = ParsedCertificate::try_from(certificate).ok()?;
+    key_of_spki(parsed.subject_public_key_info().as_ref())
+}
+
 /// The key the peer proved in the handshake of `connection`, once it is done.
 pub fn peer_key(connection: &rustls::CommonState) -> Option<PublicKey> {
-    let presented = connection.peer_certificates()?;
-    match presented {
-        [only] => key_of_spki(only),
+    match connection.peer_certificates()? {
+        [only] => key_of_certificate(only),
         _ => None,
+    }
+}
+
+/// Our identity as TLS presents it: a self-signed certificate for its key, made once (a key
+/// held by ssh-agent signs it there), and the key that signs each handshake.
+#[derive(Clone)]
+pub struct Credentials(Arc<CertifiedKey>);
+
+/// Why [`Credentials::new`] failed: the key could not sign its certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot make the TLS certificate for our key: {0}")]
+pub struct CredentialsError(String);
+
+impl Credentials {
+    /// Makes the certificate for `identity`'s key, signed with that key.
+    ///
+    /// # Errors
+    /// The key cannot sign (an ssh-agent that went away or refused).
+    pub fn new(identity: Arc<Identity>) -> Result<Credentials, CredentialsError> {
+        let signer = CertificateSigner(&identity);
+        let mut params = rcgen::CertificateParams::default();
+        // X.509 wants a positive serial, unique per issuer; each key is its own issuer and
+        // has one certificate, so one derived from the key will do.
+        let mut serial: [u8; 16] = Sha256::digest(identity.public_key().as_bytes())[..16]
+            .try_into()
+            .expect("16 of 32 bytes");
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        // Nothing but the key is ever read from it; a fixed name says no more than that.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "muster");
+        let certificate = params
+            .self_signed(&signer)
+            .map_err(|err| CredentialsError(err.to_string()))?;
+        let certificate = CertificateDer::from(certificate.der().to_vec());
+        Ok(Credentials(Arc::new(CertifiedKey::new(
+            vec![certificate],
+            Arc::new(IdentityKey(identity)),
+        ))))
+    }
+
+    /// The certificate presented in every handshake (DER).
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.0.cert[0]
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Credentials").field(&self.0.key).finish()
+    }
+}
+
+/// Our identity as rcgen signs a certificate with it.
+struct CertificateSigner<'a>(&'a Identity);
+
+impl rcgen::PublicKeyData for CertificateSigner<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key().as_bytes()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+impl rcgen::SigningKey for CertificateSigner<'_> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0
+            .sign(message)
+            .map(|signature| signature.to_vec())
+            .map_err(|_| rcgen::Error::RemoteKeyError)
     }
 }
 
@@ -86,7 +176,7 @@ impl PresentedKey {
 /// # Errors
 /// None in practice: the provider always supports TLS 1.3.
 pub fn client_config(
-    identity: Arc<Identity>,
+    credentials: &Credentials,
     check: HostKeyCheck,
     presented: PresentedKey,
 ) -> Result<Arc<ClientConfig>, Error> {
@@ -100,9 +190,7 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_cert_resolver(Arc::new(AlwaysResolvesClientRawPublicKeys::new(certified(
-            identity,
-        ))));
+        .with_client_cert_resolver(Arc::new(credentials.clone()));
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = Resumption::disabled();
     config.enable_sni = false;
@@ -115,7 +203,7 @@ pub fn client_config(
 ///
 /// # Errors
 /// None in practice: the provider always supports TLS 1.3.
-pub fn server_config(host_key: Arc<Identity>) -> Result<Arc<ServerConfig>, Error> {
+pub fn server_config(host_key: &Credentials) -> Result<Arc<ServerConfig>, Error> {
     let provider = provider();
     let verifier = Arc::new(OperatorKeyVerifier {
         provider: Arc::clone(&provider),
@@ -123,9 +211,7 @@ pub fn server_config(host_key: Arc<Identity>) -> Result<Arc<ServerConfig>, Error
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(AlwaysResolvesServerRawPublicKeys::new(certified(
-            host_key,
-        ))));
+        .with_cert_resolver(Arc::new(host_key.clone()));
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -136,15 +222,28 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certified(identity: Arc<Identity>) -> Arc<CertifiedKey> {
-    let spki = spki_der(identity.public_key());
-    Arc::new(CertifiedKey::new(
-        vec![CertificateDer::from(spki)],
-        Arc::new(IdentityKey(identity)),
-    ))
+impl ResolvesClientCert for Credentials {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
-/// Checks a presented raw public key's signature over the handshake, with Ed25519 only.
+impl ResolvesServerCert for Credentials {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// Checks the signature over the handshake made with a presented certificate's key, which
+/// must be Ed25519.
 fn verify_signature(
     provider: &CryptoProvider,
     message: &[u8],
@@ -156,18 +255,18 @@ fn verify_signature(
             rustls::PeerIncompatible::NoSignatureSchemesInCommon,
         ));
     }
-    let spki = SubjectPublicKeyInfoDer::from(presented.as_ref());
-    verify_tls13_signature_with_raw_key(
+    presented_key(presented)?;
+    verify_tls13_signature(
         message,
-        &spki,
+        presented,
         dss,
         &provider.signature_verification_algorithms,
     )
 }
 
-/// The key of a presented raw public key, which must be Ed25519.
+/// The key of a presented certificate, which must be Ed25519.
 fn presented_key(presented: &CertificateDer<'_>) -> Result<PublicKey, Error> {
-    key_of_spki(presented).ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))
+    key_of_certificate(presented).ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))
 }
 
 /// `ctl`'s check of an agent's host key.
@@ -230,10 +329,6 @@ impl ServerCertVerifier for HostKeyVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
     }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
 }
 
 /// The agent's check during the handshake: any Ed25519 key that proves itself.
@@ -283,10 +378,6 @@ impl ClientCertVerifier for OperatorKeyVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
     }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
 }
 
 /// Our identity as rustls signs with it: through [`Identity::sign`], so a key held by
@@ -333,5 +424,29 @@ impl Signer for IdentitySigner {
 
     fn scheme(&self) -> SignatureScheme {
         SignatureScheme::ED25519
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_carries_exactly_the_identity_key() {
+        // Tried: read the key back from the certificate made for an identity, and from
+        // bytes that are no certificate (a bare SubjectPublicKeyInfo, as a raw-public-key
+        // peer would send, and garbage): only the first gives a key.
+        let identity = Arc::new(Identity::generate("web1"));
+        let credentials = Credentials::new(Arc::clone(&identity)).unwrap();
+        assert_eq!(
+            key_of_certificate(credentials.certificate()).as_ref(),
+            Some(identity.public_key())
+        );
+        let bare = CertificateDer::from(spki_der(identity.public_key()));
+        assert_eq!(key_of_certificate(&bare), None);
+        assert_eq!(
+            key_of_certificate(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])),
+            None
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use common::identity::keys::Identity;
+use common::tls::Credentials;
 
 use crate::cli::{ConnectArgs, KeyArgs, TargetArgs};
 use crate::client::Connector;
@@ -21,6 +22,8 @@ pub struct Plan {
     /// Each target's inventory groups, for the operation log.
     pub groups_of: BTreeMap<String, Vec<String>>,
     pub identity: Arc<Identity>,
+    /// The identity as TLS presents it, made once for every host.
+    pub credentials: Credentials,
     pub trust: Arc<HostTrust>,
     pub forks: usize,
     pub connect_timeout: Duration,
@@ -31,7 +34,7 @@ impl Plan {
     /// How every host task connects: with our identity, trusting the agents' recorded keys.
     pub fn connector(&self) -> Connector {
         Connector {
-            identity: Arc::clone(&self.identity),
+            credentials: self.credentials.clone(),
             trust: Arc::clone(&self.trust),
             learn_keys: false,
             connect_timeout: self.connect_timeout,
@@ -66,16 +69,19 @@ pub fn resolve_targets(args: &TargetArgs) -> Result<(Inventory, Vec<Host>)> {
 ///
 /// # Errors
 /// As [`resolve_targets`], or the identity cannot be used (missing, readable by others,
-/// not Ed25519, passphrase-protected and not in ssh-agent), or known_hosts cannot be read.
+/// not Ed25519, passphrase-protected and not in ssh-agent, or ssh-agent would not sign its
+/// certificate), or known_hosts cannot be read.
 pub fn resolve(targets: &TargetArgs, connect: &ConnectArgs) -> Result<Plan> {
     let (inventory, targets) = resolve_targets(targets)?;
-    let identity = load_identity(&inventory, &connect.keys)?;
+    let identity = Arc::new(load_identity(&inventory, &connect.keys)?);
+    let credentials = Credentials::new(Arc::clone(&identity))?;
     let trust = HostTrust::load(known_hosts_path(&inventory, &connect.keys))?;
     let groups_of = groups_of(&inventory, &targets);
     Ok(Plan {
         targets,
         groups_of,
-        identity: Arc::new(identity),
+        identity,
+        credentials,
         trust: Arc::new(trust),
         forks: connect.forks as usize,
         connect_timeout: Duration::from_secs_f64(connect.connect_timeout),

@@ -64,7 +64,7 @@ fn tls_flights() -> (Vec<u8>, Vec<u8>) {
     let operator = Arc::new(Identity::generate("seed-operator"));
     let host = Arc::new(Identity::generate("seed-agent"));
     let client_config = common::tls::client_config(
-        operator,
+        &common::tls::Credentials::new(operator).unwrap(),
         Arc::new(|_: &_| true),
         common::tls::PresentedKey::default(),
     )
@@ -73,7 +73,7 @@ fn tls_flights() -> (Vec<u8>, Vec<u8>) {
     let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
     let mut client_hello = Vec::new();
     client.write_tls(&mut client_hello).unwrap();
-    let mut server = rustls::ServerConnection::new(common::tls::server_config(host).unwrap()).unwrap();
+    let mut server = rustls::ServerConnection::new(common::tls::server_config(&common::tls::Credentials::new(host).unwrap()).unwrap()).unwrap();
     server.read_tls(&mut &client_hello[..]).unwrap();
     server.process_new_packets().unwrap();
     let mut server_flight = Vec::new();

@@ -20,9 +20,11 @@ pub mod inventory;
 
 /// The keys of both sides of a fuzzed handshake. The fuzzer never learns the fresh
 /// randoms and ephemeral keys of the side we run, so it can never complete a handshake.
-fn identity() -> &'static Arc<Identity> {
-    static IDENTITY: OnceLock<Arc<Identity>> = OnceLock::new();
-    IDENTITY.get_or_init(|| Arc::new(Identity::generate("fuzz")))
+fn credentials() -> &'static tls::Credentials {
+    static CREDENTIALS: OnceLock<tls::Credentials> = OnceLock::new();
+    CREDENTIALS.get_or_init(|| {
+        tls::Credentials::new(Arc::new(Identity::generate("fuzz"))).expect("a key file signs")
+    })
 }
 
 /// The one current-thread runtime the targets drive async code on.
@@ -56,7 +58,7 @@ async fn peer_that_sent(peer: &[u8]) -> (DuplexStream, DuplexStream) {
 pub fn agent_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
         let (ours, theirs) = peer_that_sent(peer).await;
-        let config = tls::server_config(Arc::clone(identity())).expect("TLS");
+        let config = tls::server_config(credentials()).expect("TLS");
         let got = handshake::accept(ours, config).await;
         drop(theirs);
         got.map(drop)
@@ -69,7 +71,7 @@ pub fn ctl_handshake_with(peer: &[u8]) -> Result<(), HandshakeError> {
     runtime().block_on(async {
         let (ours, theirs) = peer_that_sent(peer).await;
         let config = tls::client_config(
-            Arc::clone(identity()),
+            credentials(),
             Arc::new(|_: &_| true),
             PresentedKey::default(),
         )

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::channel::{Channel, RecvError, SendError};
 use common::handshake::{self, HandshakeError};
-use common::identity::keys::{Identity, PublicKey};
+use common::identity::keys::PublicKey;
 use common::message::{Packet, Reply, Request};
-use common::tls::{self, HostKeyCheck, PresentedKey};
+use common::tls::{self, Credentials, HostKeyCheck, PresentedKey};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ pub type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 /// What a client needs to reach any host; cheap to clone into every host's task.
 #[derive(Clone)]
 pub struct Connector {
-    pub identity: Arc<Identity>,
+    pub credentials: Credentials,
     pub trust: Arc<HostTrust>,
     /// `ctl trust`: accept any host key that proves itself, to record it.
     pub learn_keys: bool,
@@ -172,8 +172,7 @@ impl Connector {
             false => self.trust.check(&host.name, peer),
         };
         let presented = PresentedKey::default();
-        let config = match tls::client_config(Arc::clone(&self.identity), check, presented.clone())
-        {
+        let config = match tls::client_config(&self.credentials, check, presented.clone()) {
             Ok(config) => config,
             Err(err) => return Err(protocol_error(format!("cannot set up TLS: {err}"), started)),
         };
