@@ -215,20 +215,33 @@ fn ctl_trust_records_new_keys_and_replaces_a_changed_one_only_when_told() {
     // Tried: trust with an empty known_hosts (recorded), again (already trusted), then
     // the agent's address taken by another agent: without --replace nothing changes and
     // the exit status is 1; with --replace the new key is recorded and the old line kept
-    // as a comment; then run works.
+    // as a comment; then run works. Each trust ends with the summary line and is in the
+    // operation log with the key each host proved and what became of it.
     let fleet = Fleet::new();
     let first = fleet.agent();
     fleet.write_inventory(&[("web1", first.addr())], &[]);
     fs::write(fleet.path("known_hosts"), "").unwrap();
 
     let out = fleet.ctl("trust").args(&["-H", "web1"]).output();
-    out.assert_code(0).assert_stdout_has("added");
+    out.assert_code(0)
+        .assert_stdout_has("added")
+        .assert_stderr_has("ctl: 1 host in ");
     let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let first_key = fleet.host_keys().of(first.addr()).unwrap();
     assert!(
         known.contains(&first_key) && known.contains(",web1 "),
         "{known}"
     );
+    let first_fingerprint = common::identity::keys::PublicKey::from_openssh(&first_key)
+        .unwrap()
+        .fingerprint();
+    let end = fleet.audit_records().pop().expect("trust is logged");
+    assert_eq!(
+        (&end["kind"], &end["event"]),
+        (&"trust".into(), &"end".into())
+    );
+    assert_eq!(end["results"][0]["known_hosts"], "added", "{end}");
+    assert_eq!(end["results"][0]["host_key"], first_fingerprint.as_str());
     fleet
         .ctl("trust")
         .args(&["-H", "web1"])
@@ -255,11 +268,27 @@ fn ctl_trust_records_new_keys_and_replaces_a_changed_one_only_when_told() {
     .unwrap();
     let before = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let out = fleet.ctl("trust").args(&["-H", "web1"]).output();
-    out.assert_code(1).assert_stdout_has("CHANGED");
+    out.assert_code(1)
+        .assert_stdout_has("CHANGED")
+        .assert_stderr_has("ctl: not ok: web1");
     assert_eq!(
         fs::read_to_string(fleet.path("known_hosts")).unwrap(),
         before
     );
+    let out = fleet.ctl("trust").args(&["--json", "-H", "web1"]).output();
+    out.assert_code(1);
+    let web1 = &out.json_by_host()["web1"];
+    assert_eq!(web1["status"], "auth_failed", "{web1}");
+    assert_eq!(web1["known_hosts"], "changed", "{web1}");
+    assert_eq!(web1["key"], second_key.as_str(), "{web1}");
+    let error = web1["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&first_fingerprint),
+        "the recorded key: {error}"
+    );
+    let end = fleet.audit_records().pop().expect("trust is logged");
+    assert_eq!(end["results"][0]["known_hosts"], "changed", "{end}");
+    assert_eq!(end["results"][0]["status"], "auth_failed", "{end}");
 
     fleet
         .ctl("trust")

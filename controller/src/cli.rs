@@ -273,6 +273,10 @@ pub struct TrustArgs {
     /// date). Without it a changed key is reported and left as it is.
     #[arg(long)]
     pub replace: bool,
+
+    /// One JSON object per host per line on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -417,6 +417,16 @@ fn host_table(results: &[HostRecord], colour: bool, controls: Controls) -> Strin
         let exit = r
             .exit_code
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        // A trust operation says what it did with each key where others have no error.
+        let note = match (&r.error, r.known_hosts) {
+            (Some(error), _) => error.clone(),
+            (None, Some(change)) => format!(
+                "known_hosts: {} {}",
+                change.as_str(),
+                r.host_key.as_deref().unwrap_or("")
+            ),
+            (None, None) => String::new(),
+        };
         let _ = writeln!(
             out,
             "{:width$}  {painted}  {exit:>4}  {:>9}  {:>9}  {:>9}  {}",
@@ -424,7 +434,7 @@ fn host_table(results: &[HostRecord], colour: bool, controls: Controls) -> Strin
             format_ms(r.duration_ms),
             format_bytes(r.stdout_bytes),
             format_bytes(r.stderr_bytes),
-            shown(r.error.as_deref().unwrap_or(""), controls)
+            shown(&note, controls)
         );
     }
     out

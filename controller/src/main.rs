@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             Command::Push(args) => commands::push(args, &cli.log).await,
             Command::Pull(args) => commands::pull(args, &cli.log).await,
             Command::Ping(args) => commands::ping(args).await,
-            Command::Trust(args) => commands::trust(args).await,
+            Command::Trust(args) => commands::trust(args, &cli.log).await,
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
             Command::Log(args) => commands::log(args, &cli.log),

@@ -49,6 +49,37 @@ impl Status {
     }
 }
 
+/// What `ctl trust` did with the key one host proved. The names are part of the `--json`
+/// output and of the operation log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnownHostsChange {
+    /// The key was already recorded for the host; nothing written.
+    Known,
+    /// The host had no key recorded; this one was added.
+    Added,
+    /// The host's recorded key differed and `--replace` replaced it (the old line kept,
+    /// commented out).
+    Replaced,
+    /// The host's recorded key differs; left as it was (no `--replace`).
+    Changed,
+    /// The key is marked `@revoked`; nothing written.
+    Revoked,
+}
+
+impl KnownHostsChange {
+    /// The name used in `--json` and the log, e.g. `added`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KnownHostsChange::Known => "known",
+            KnownHostsChange::Added => "added",
+            KnownHostsChange::Replaced => "replaced",
+            KnownHostsChange::Changed => "changed",
+            KnownHostsChange::Revoked => "revoked",
+        }
+    }
+}
+
 /// The end of one host's part in an operation.
 #[derive(Debug, Clone)]
 pub struct HostOutcome {
@@ -71,6 +102,8 @@ pub struct HostOutcome {
     /// The fingerprint of the host key the agent proved (`SHA256:...`), once connected;
     /// for a refused key, the one it presented.
     pub host_key: Option<String>,
+    /// `ctl trust`: what became of that key in known_hosts.
+    pub known_hosts: Option<KnownHostsChange>,
 }
 
 impl HostOutcome {
@@ -89,6 +122,7 @@ impl HostOutcome {
             sha256: None,
             path: None,
             host_key: None,
+            known_hosts: None,
         }
     }
 

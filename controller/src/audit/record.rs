@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kept::Kept;
 use crate::inventory::Host;
-use crate::outcome::{HostOutcome, Status};
+use crate::outcome::{HostOutcome, KnownHostsChange, Status};
 use crate::output::millis;
 use crate::stream_pair::StreamPair;
 
@@ -110,6 +110,8 @@ pub enum Kind {
     Push,
     /// `ctl pull`.
     Pull,
+    /// `ctl trust`.
+    Trust,
 }
 
 impl Kind {
@@ -118,6 +120,7 @@ impl Kind {
             Kind::Run => "run",
             Kind::Push => "push",
             Kind::Pull => "pull",
+            Kind::Trust => "trust",
         }
     }
 }
@@ -181,6 +184,9 @@ pub struct HostRecord {
     /// The fingerprint of the host key the agent proved (or, refused, presented).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// `ctl trust`: what became of the host's key in known_hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<KnownHostsChange>,
 }
 
 /// What an operation learned by running, for its end record.
@@ -272,6 +278,7 @@ impl Operation {
                 stderr_bytes: outcome.stderr_bytes,
                 error: outcome.error.clone(),
                 host_key: outcome.host_key.clone(),
+                known_hosts: outcome.known_hosts,
                 kept_stdout: kept.stdout.clone(),
                 kept_stderr: kept.stderr.clone(),
                 bytes: (self.kind != Kind::Run).then_some(outcome.bytes),

@@ -1,14 +1,15 @@
 //! What `ctl` prints once a host or the operation is done: the closing summary, the
-//! `ctl ping` report, each host's push or pull result, and the helpers every printing
+//! `ctl ping` and `ctl trust` reports, each host's push or pull result, and the helpers every printing
 //! command shares. Live command output is [`super::printer`]'s.
 
 use std::io::Write;
 use std::time::Duration;
 
+use common::identity::keys::PublicKey;
 use serde::Serialize;
 
 use super::controls::{shown, Controls};
-use crate::outcome::{count_statuses, HostOutcome, Status};
+use crate::outcome::{count_statuses, HostOutcome, KnownHostsChange, Status};
 
 /// The closing summary on stderr: counts per status, who did not succeed, and wall time.
 pub fn print_summary(names: &[String], outcomes: &[HostOutcome], wall: Duration) {
@@ -65,6 +66,49 @@ pub fn print_ping(names: &[String], addrs: &[String], outcomes: &[HostOutcome], 
                 "{name:name_width$}  {addr:addr_width$}  {status}  {why}"
             );
         }
+    }
+    let _ = std::io::stdout().lock().write_all(&out);
+}
+
+/// The `ctl trust` report: per host in target order, the key it proved and what became of
+/// it in known_hosts (or why there is no key), or JSON lines.
+pub fn print_trust(
+    names: &[String],
+    addrs: &[String],
+    outcomes: &[HostOutcome],
+    keys: &[Option<&PublicKey>],
+    json: bool,
+) {
+    let controls = Controls::for_ctl_output(false).stdout;
+    let mut out = Vec::new();
+    for (((name, addr), outcome), key) in names.iter().zip(addrs).zip(outcomes).zip(keys) {
+        if json {
+            let line = serde_json::json!({
+                "host": name,
+                "address": addr,
+                "status": outcome.status,
+                "key": key.map(|key| key.to_openssh()),
+                "fingerprint": outcome.host_key,
+                "known_hosts": outcome.known_hosts,
+                "error": outcome.error,
+            });
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
+        let why = shown(outcome.error.as_deref().unwrap_or(""), controls);
+        let (Some(key), Some(change)) = (key, outcome.known_hosts) else {
+            let _ = writeln!(out, "{name}: {}: {why}", outcome.status.as_str());
+            continue;
+        };
+        let said = match change {
+            KnownHostsChange::Known => "already trusted".to_owned(),
+            KnownHostsChange::Added => "added".to_owned(),
+            KnownHostsChange::Replaced => {
+                "REPLACED (the old line is kept, commented out)".to_owned()
+            }
+            KnownHostsChange::Changed | KnownHostsChange::Revoked => why.to_string(),
+        };
+        let _ = writeln!(out, "{name}: {key} ({addr}): {said}");
     }
     let _ = std::io::stdout().lock().write_all(&out);
 }
