@@ -351,12 +351,21 @@ pub struct Identity {
 
 /// What makes the signatures.
 enum Signer {
-    /// The key pair itself, an unencrypted Ed25519 key (cleared from memory when dropped).
-    Key(Box<ssh_key::PrivateKey>),
+    /// The key pair itself, an unencrypted Ed25519 key.
+    Key(Box<KeyPair>),
     /// The `ssh-agent` listening on this socket. Each signature opens a new connection: no
     /// state is shared between threads, and an agent restarted meanwhile is simply reached
     /// again (it must hold the key again, of course).
     Agent(PathBuf),
+}
+
+/// A key pair in memory, twice: as the file holds it (ssh-key, which clears it from memory
+/// when dropped), to write it out again; and expanded once for ring, which signs. ssh-key
+/// would expand the seed again for every signature, a second scalar multiplication per
+/// TLS handshake.
+struct KeyPair {
+    file: ssh_key::PrivateKey,
+    signing: ring::signature::Ed25519KeyPair,
 }
 
 impl Identity {
@@ -442,10 +451,11 @@ impl Identity {
             });
         }
         let identity = Identity::generate(comment);
-        let Signer::Key(key) = &identity.signer else {
+        let Signer::Key(pair) = &identity.signer else {
             unreachable!("a generated identity holds its key pair")
         };
-        let private_text = key
+        let private_text = pair
+            .file
             .to_openssh(LineEnding::LF)
             .expect("a new Ed25519 key pair always encodes");
         let public_line = identity
@@ -490,7 +500,12 @@ impl Identity {
     /// process always signs.
     pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError> {
         match &self.signer {
-            Signer::Key(key) => Ok(sign_with(key.as_ref(), message)),
+            Signer::Key(pair) => Ok(pair
+                .signing
+                .sign(message)
+                .as_ref()
+                .try_into()
+                .expect("an Ed25519 signature is 64 bytes")),
             Signer::Agent(socket) => {
                 sign_through_agent(socket, &self.public, message).map_err(|reason| {
                     KeyError::Agent {
@@ -531,9 +546,19 @@ impl Identity {
 
     /// An identity signing with `key`, which must be an unencrypted Ed25519 key.
     fn from_private_key(key: ssh_key::PrivateKey) -> Result<Identity, KeyError> {
+        let public = PublicKey::from_ssh_key(key.public_key())?;
+        let pair = key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| KeyError::Malformed("not an Ed25519 key pair".into()))?;
+        let signing = ring::signature::Ed25519KeyPair::from_seed_and_public_key(
+            pair.private.as_ref(),
+            pair.public.as_ref(),
+        )
+        .map_err(|err| KeyError::Malformed(format!("inconsistent Ed25519 key pair: {err}")))?;
         Ok(Identity {
-            public: PublicKey::from_ssh_key(key.public_key())?,
-            signer: Signer::Key(Box::new(key)),
+            public,
+            signer: Signer::Key(Box::new(KeyPair { file: key, signing })),
         })
     }
 
@@ -674,20 +699,6 @@ fn why_not_private_key(text: &str, err: &ssh_key::Error) -> String {
         }
         _ => err.to_string(),
     }
-}
-
-/// A plain Ed25519 signature with a key pair held in memory.
-///
-/// `ssh_key`'s key pair signs through the `signature` crate's `Signer` trait, which it does
-/// not re-export; its `SigningKey` trait, a sub-trait, brings the method in through this bound.
-fn sign_with(keypair: &impl ssh_key::SigningKey, message: &[u8]) -> [u8; 64] {
-    let signature = keypair
-        .try_sign(message)
-        .expect("a key pair read or made by ssh-key is consistent");
-    signature
-        .as_bytes()
-        .try_into()
-        .expect("an Ed25519 signature is 64 bytes")
 }
 
 /// One connection to the agent at `socket`, with [`AGENT_TIMEOUT`] on every read and write.
@@ -1628,10 +1639,10 @@ mod tests {
         // Tried: `{:?}` and `{:#?}` of a generated identity, searched for the private seed as
         // hex, base64 and a Rust byte list, and for the public key bytes.
         let identity = Identity::generate("ops@ws1");
-        let Signer::Key(key) = &identity.signer else {
+        let Signer::Key(pair) = &identity.signer else {
             panic!("a generated identity holds its key pair")
         };
-        let seed: &[u8; 32] = key.key_data().ed25519().unwrap().private.as_ref();
+        let seed: &[u8; 32] = pair.file.key_data().ed25519().unwrap().private.as_ref();
         let public = identity.public_key().as_bytes();
         let forbidden = [
             hex::encode(seed),
