@@ -27,6 +27,7 @@
 //! tabs), cuts every line at the first `#` even inside a comment, and fails on the first
 //! bad line where we skip it. Its `HostPatterns` does decode hashed names.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -86,6 +87,58 @@ pub struct KnownHosts {
     lines: Vec<Line>,
     /// Whether the text ended with a newline, so that it is written back the same way.
     ends_with_newline: bool,
+    index: Index,
+}
+
+/// Which lines can be about a host, so that a lookup reads those and not the whole file
+/// (ctl looks up every target, and a fleet's file has a line per host). A line whose
+/// patterns are all plain names is filed under each of them, in lowercase; every other
+/// line (a wildcard, a negation, a hashed name) is read for every host. Lines commented
+/// out by [`KnownHosts::replace`] stay filed and are skipped when read.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    /// Line indices (from 0) by plain name.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Line indices (from 0) to read for every host.
+    every_host: Vec<usize>,
+}
+
+impl Index {
+    fn file(&mut self, index: usize, entry: &HostEntry) {
+        let plain = match &entry.hosts {
+            Hosts::Patterns(patterns) => patterns
+                .iter()
+                .all(|pattern| !pattern.negated && !pattern.glob.contains(['*', '?'])),
+            Hosts::Hashed { .. } => false,
+        };
+        match (plain, &entry.hosts) {
+            (true, Hosts::Patterns(patterns)) => {
+                for pattern in patterns {
+                    let lines = self
+                        .by_name
+                        .entry(pattern.glob.to_ascii_lowercase())
+                        .or_default();
+                    if lines.last() != Some(&index) {
+                        lines.push(index);
+                    }
+                }
+            }
+            _ => self.every_host.push(index),
+        }
+    }
+
+    /// The indices of the lines that may apply to `host`, in file order.
+    fn candidates(&self, host: &Host) -> Vec<usize> {
+        let mut lines = self.every_host.clone();
+        for name in &host.names {
+            if let Some(filed) = self.by_name.get(name) {
+                lines.extend_from_slice(filed);
+            }
+        }
+        lines.sort_unstable();
+        lines.dedup();
+        lines
+    }
 }
 
 impl KnownHosts {
@@ -113,6 +166,7 @@ impl KnownHosts {
         let mut hosts = KnownHosts {
             lines: Vec::new(),
             ends_with_newline,
+            index: Index::default(),
         };
         let mut warnings = Vec::new();
         if text.is_empty() {
@@ -129,6 +183,9 @@ impl KnownHosts {
                     None
                 }
             };
+            if let Some(entry) = &entry {
+                hosts.index.file(index, entry);
+            }
             hosts.lines.push(Line {
                 text: line_text.to_owned(),
                 entry,
@@ -143,7 +200,11 @@ impl KnownHosts {
         let host = Host::new(name, addr);
         let mut known = None;
         let mut recorded = Vec::new();
-        for (line, entry) in self.entries() {
+        for index in self.index.candidates(&host) {
+            let Some(entry) = &self.lines[index].entry else {
+                continue;
+            };
+            let line = index + 1;
             if !entry.hosts.apply_to(&host) {
                 continue;
             }
@@ -181,6 +242,9 @@ impl KnownHosts {
             key.to_openssh()
         );
         let entry = parse_line(&text).expect("a line add writes reads back");
+        if let Some(entry) = &entry {
+            self.index.file(self.lines.len(), entry);
+        }
         self.lines.push(Line { text, entry });
         self.ends_with_newline = true;
         Ok(self.lines.len())
@@ -268,14 +332,6 @@ impl KnownHosts {
             text.push('\n');
         }
         text
-    }
-
-    /// The lines that take part in lookups, with their numbers.
-    fn entries(&self) -> impl Iterator<Item = (usize, &HostEntry)> {
-        self.lines
-            .iter()
-            .enumerate()
-            .filter_map(|(index, line)| Some((index + 1, line.entry.as_ref()?)))
     }
 }
 
@@ -597,6 +653,66 @@ mod tests {
             panic!("web2 with another key is a changed host");
         };
         assert_eq!(recorded[1].1.comment(), "second");
+    }
+
+    #[test]
+    fn a_large_file_answers_as_a_scan_would_in_file_order() {
+        // Tried: 10,000 plain lines (one per host, in upper case for some), a wildcard
+        // line in the middle, a line commented out by replace, and a line added after
+        // loading. Each lookup finds the first line about the host, whichever kind it is.
+        let mut text = String::new();
+        for n in 0..10_000 {
+            let name = if n % 2 == 0 {
+                format!("WEB{n}")
+            } else {
+                format!("web{n}")
+            };
+            text.push_str(&format!(
+                "[10.1.{}.{}]:7070,{name} {}\n",
+                n / 250,
+                n % 250,
+                k(1)
+            ));
+            if n == 5_000 {
+                text.push_str(&format!("web7* {}\n", k(2)));
+            }
+        }
+        let mut hosts = parse_clean(&text);
+        let at = |n: usize| addr(&format!("10.1.{}.{}:7070", n / 250, n % 250));
+        assert_eq!(
+            hosts.lookup("web42", at(42), &key(1)),
+            Lookup::Known { line: 43 }
+        );
+        // web7000's own line comes after the wildcard line (line 5002).
+        assert_eq!(
+            hosts.lookup("web7000", at(7000), &key(1)),
+            Lookup::Known { line: 7002 }
+        );
+        assert_eq!(
+            hosts.lookup("web7000", at(7000), &key(2)),
+            Lookup::Known { line: 5002 }
+        );
+        assert_eq!(
+            hosts.lookup("web3", at(3), &key(2)),
+            Lookup::Changed {
+                recorded: vec![(4, key(1))]
+            }
+        );
+        assert_eq!(
+            hosts.lookup("db1", addr("10.9.9.9:7070"), &key(1)),
+            Lookup::Unknown
+        );
+        hosts.replace("web3", at(3), &key(3), "2026-12-03").unwrap();
+        assert_eq!(
+            hosts.lookup("web3", at(3), &key(3)),
+            Lookup::Known { line: 10_002 }
+        );
+        assert_eq!(
+            hosts.lookup("web3", at(3), &key(1)),
+            Lookup::Changed {
+                recorded: vec![(10_002, key(3))]
+            }
+        );
     }
 
     #[test]
