@@ -109,6 +109,9 @@ impl Exec {
 /// background still holds the pipes open. Background jobs keep running; we just stop waiting.
 const LINGER_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// The shell every command runs in, `-c COMMAND`.
+const SHELL: &str = "/bin/sh";
+
 /// The bounds one command runs under.
 #[derive(Debug, Clone)]
 struct Limits {
@@ -120,15 +123,19 @@ struct Limits {
     send_timeout: Duration,
 }
 
-/// Starts `sh -c command` with `env` and nothing else of the agent's environment (see
+/// Starts `/bin/sh -c command` with `env` and nothing else of the agent's environment (see
 /// [`crate::command_env`]). Descriptors are not handled here: every one the agent holds is
 /// close-on-exec (see [`crate::descriptors`]).
+///
+/// The shell is named by its path: with a bare `sh` and a `PATH` of the command's own,
+/// the standard library cannot use `posix_spawn` (which would search the agent's `PATH`)
+/// and forks the whole agent instead, copying its page tables for every command.
 fn spawn(
     command: &str,
     env: &[(OsString, OsString)],
     op_id: Option<&str>,
 ) -> std::io::Result<Child> {
-    let mut sh = Command::new("sh");
+    let mut sh = Command::new(SHELL);
     sh.env_clear().envs(env.iter().cloned());
     if let Some(op_id) = op_id {
         sh.env(OP_ID_VAR, op_id);
