@@ -35,3 +35,4 @@ pub mod identity;
 pub mod message;
 pub mod private_file;
 pub mod tls;
+pub mod tls_stream;

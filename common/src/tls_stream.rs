@@ -1,0 +1,427 @@
+//! WORK IN PROGRESS (branch tls-unbuffered; not used by the agent or ctl yet).
+//!
+//! A TLS stream over rustls's unbuffered connection: records are read from the socket in
+//! large pieces into one buffer of ours and decrypted there, in place, and the plaintext is
+//! copied once, into the caller's buffer. tokio-rustls's stream, which this is meant to
+//! replace under `Channel`, reads 4–18 KiB at a time and copies every byte twice more
+//! (rustls's plaintext queue, then the caller). `common/examples/record_cost.rs` measures
+//! the difference.
+//!
+//! Reads and writes go through one object, never at the same time (`Channel` owns it and
+//! takes `&mut` for both), as with tokio-rustls.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use rustls::client::ClientConnectionData;
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::ServerConnectionData;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use rustls::CommonState;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How much one read from the socket asks for.
+const READ_SIZE: usize = 256 * 1024;
+/// The receive buffer: one read, plus room for a record left over from the last one.
+const INCOMING_SIZE: usize = READ_SIZE + 32 * 1024;
+
+/// The two kinds of unbuffered connection, as this stream drives them.
+pub trait Unbuffered {
+    type Data;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    fn common(&self) -> &CommonState;
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+    fn common(&self) -> &CommonState {
+        self
+    }
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+    fn common(&self) -> &CommonState {
+        self
+    }
+}
+
+/// What one step of the connection's state machine left us with.
+enum Step {
+    /// Something changed (a record encoded, a record's plaintext found): step again.
+    Progress,
+    /// Nothing can happen before more bytes arrive from the peer.
+    NeedRead,
+    /// The handshake is over and the connection may encrypt (what was asked for was done
+    /// if `wanted` was given).
+    Writable,
+    /// The peer sent close_notify.
+    PeerClosed,
+}
+
+/// A TLS connection over `io`.
+pub struct TlsStream<IO, C> {
+    io: IO,
+    conn: C,
+    incoming: Box<[u8]>,
+    /// `incoming[begin..used]` is what rustls has not told us to discard yet.
+    begin: usize,
+    used: usize,
+    /// Decrypted application data waiting in `incoming`, and how far `begin` moves once it
+    /// has been read.
+    plain: Range<usize>,
+    discard_after_plain: usize,
+    /// Plaintext taken out of `incoming` so that a write could go ahead (rare: a request
+    /// arriving while we answer).
+    stash: Vec<u8>,
+    /// Encrypted bytes for the peer; `outgoing[sent..]` are not written yet.
+    outgoing: Vec<u8>,
+    sent: usize,
+    peer_closed: bool,
+}
+
+impl<IO, C: Unbuffered> TlsStream<IO, C> {
+    pub fn new(io: IO, conn: C) -> Self {
+        TlsStream {
+            io,
+            conn,
+            incoming: vec![0; INCOMING_SIZE].into_boxed_slice(),
+            begin: 0,
+            used: 0,
+            plain: 0..0,
+            discard_after_plain: 0,
+            stash: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            peer_closed: false,
+        }
+    }
+
+    /// The connection's state: ALPN, the peer's certificates, whether it is handshaking.
+    pub fn common(&self) -> &CommonState {
+        self.conn.common()
+    }
+
+    /// One call into rustls. `write` is encrypted if the connection is writable.
+    fn step(&mut self, write: Option<&[u8]>) -> io::Result<Step> {
+        debug_assert!(
+            self.plain.is_empty(),
+            "plaintext must be read before stepping"
+        );
+        // Where the buffer starts, to turn a record's payload back into a range of it.
+        let base = self.incoming.as_ptr() as usize;
+        let UnbufferedStatus { discard, state } =
+            self.conn.process(&mut self.incoming[self.begin..self.used]);
+        let state = state.map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+        let step = match state {
+            ConnectionState::ReadTraffic(mut traffic) => match traffic.next_record() {
+                Some(record) => {
+                    let record =
+                        record.map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                    let at = (record.payload.as_ptr() as usize).wrapping_sub(base);
+                    let in_place = at < self.used && at + record.payload.len() <= self.used;
+                    if !in_place || record.payload.is_empty() {
+                        // Plaintext rustls held on its own (data that came with the
+                        // handshake): copied out, the rare way.
+                        self.stash.extend_from_slice(record.payload);
+                        self.begin += discard + record.discard;
+                        return Ok(Step::Progress);
+                    }
+                    self.plain = at..at + record.payload.len();
+                    self.discard_after_plain = discard + record.discard;
+                    return Ok(Step::Progress);
+                }
+                None => Step::Progress,
+            },
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let at = self.outgoing.len();
+                let mut room = 16 * 1024;
+                loop {
+                    self.outgoing.resize(at + room, 0);
+                    match encode.encode(&mut self.outgoing[at..]) {
+                        Ok(n) => {
+                            self.outgoing.truncate(at + n);
+                            break;
+                        }
+                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => room = required_size,
+                        Err(EncodeError::AlreadyEncoded) => {
+                            self.outgoing.truncate(at);
+                            break;
+                        }
+                    }
+                }
+                Step::Progress
+            }
+            // Queued in `outgoing`, which every poll flushes before it reads.
+            ConnectionState::TransmitTlsData(transmit) => {
+                transmit.done();
+                Step::Progress
+            }
+            ConnectionState::BlockedHandshake => Step::NeedRead,
+            ConnectionState::WriteTraffic(mut traffic) => {
+                if let Some(data) = write {
+                    let at = self.outgoing.len();
+                    let mut room = data.len() + data.len() / 64 + 1024;
+                    loop {
+                        self.outgoing.resize(at + room, 0);
+                        match traffic.encrypt(data, &mut self.outgoing[at..]) {
+                            Ok(n) => {
+                                self.outgoing.truncate(at + n);
+                                break;
+                            }
+                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                                required_size,
+                            })) => room = required_size,
+                            Err(EncryptError::EncryptExhausted) => {
+                                self.outgoing.truncate(at);
+                                return Err(io::Error::other("TLS encryption exhausted"));
+                            }
+                        }
+                    }
+                }
+                Step::Writable
+            }
+            ConnectionState::PeerClosed | ConnectionState::Closed => Step::PeerClosed,
+            // No early data is accepted, and the state is non-exhaustive.
+            _ => Step::NeedRead,
+        };
+        self.begin += discard;
+        Ok(step)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C> {
+    /// Writes `outgoing` to the socket; ready once all of it is written.
+    fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.outgoing.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more of the peer's bytes into `incoming`; `Ok(false)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.begin > 0 {
+            self.incoming.copy_within(self.begin..self.used, 0);
+            self.used -= self.begin;
+            self.begin = 0;
+        }
+        let room = (self.incoming.len() - self.used).min(READ_SIZE);
+        if room == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a TLS record larger than the receive buffer",
+            )));
+        }
+        let mut buf = ReadBuf::new(&mut self.incoming[self.used..self.used + room]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        self.used += n;
+        Poll::Ready(Ok(n > 0))
+    }
+
+    /// Moves pending plaintext out of `incoming` into `stash`, so that rustls may be stepped.
+    fn stash_plain(&mut self) {
+        if !self.plain.is_empty() {
+            self.stash
+                .extend_from_slice(&self.incoming[self.plain.clone()]);
+            self.plain = 0..0;
+            self.begin += self.discard_after_plain;
+        }
+    }
+
+    /// Drives the handshake to its end (both flights sent).
+    pub fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_flush_outgoing(cx))?;
+            if !self.conn.common().is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            self.stash_plain();
+            match self.step(None)? {
+                Step::Progress => {}
+                Step::Writable => {
+                    if !self.conn.common().is_handshaking() {
+                        continue;
+                    }
+                    if !ready!(self.poll_fill(cx))? {
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Step::NeedRead => {
+                    if !ready!(self.poll_fill(cx))? {
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Step::PeerClosed => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncRead for TlsStream<IO, C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.stash.is_empty() {
+                let n = buf.remaining().min(this.stash.len());
+                buf.put_slice(&this.stash[..n]);
+                this.stash.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if !this.plain.is_empty() {
+                let n = buf.remaining().min(this.plain.len());
+                buf.put_slice(&this.incoming[this.plain.start..this.plain.start + n]);
+                this.plain.start += n;
+                if this.plain.is_empty() {
+                    this.plain = 0..0;
+                    this.begin += this.discard_after_plain;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+            // What rustls wants sent (a key update, an alert) goes before we wait.
+            if this.poll_flush_outgoing(cx)?.is_pending() && this.used == this.begin {
+                return Poll::Pending;
+            }
+            match this.step(None)? {
+                Step::Progress => {}
+                Step::PeerClosed => this.peer_closed = true,
+                Step::NeedRead | Step::Writable => {
+                    if !ready!(this.poll_fill(cx))? {
+                        // The peer closed the socket without close_notify.
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncWrite for TlsStream<IO, C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Bound what waits for the socket: one record batch at a time.
+        if this.outgoing.len() - this.sent >= READ_SIZE {
+            ready!(this.poll_flush_outgoing(cx))?;
+        }
+        let data = &data[..data.len().min(READ_SIZE)];
+        loop {
+            this.stash_plain();
+            match this.step(Some(data))? {
+                Step::Writable => break,
+                Step::Progress => {}
+                Step::PeerClosed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Step::NeedRead => {
+                    ready!(this.poll_flush_outgoing(cx))?;
+                    if !ready!(this.poll_fill(cx))? {
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+        // Start sending; what the socket does not take now goes with the next flush.
+        let _ = this.poll_flush_outgoing(cx)?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_outgoing(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_outgoing(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::keys::Identity;
+    use crate::tls::{client_config, server_config, Credentials, PresentedKey};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn talks_to_tokio_rustls_both_ways_and_moves_bulk_data() {
+        // Tried: our client against tokio-rustls's server, 8 MiB each way in odd-sized
+        // writes, checked byte for byte.
+        let operator = Credentials::new(Arc::new(Identity::generate("op"))).unwrap();
+        let host = Credentials::new(Arc::new(Identity::generate("host"))).unwrap();
+        let client_cfg =
+            client_config(&operator, Arc::new(|_: &_| true), PresentedKey::default()).unwrap();
+        let server_cfg = server_config(&host).unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let expect = data.clone();
+        let server = tokio::spawn(async move {
+            let mut tls = tokio_rustls::TlsAcceptor::from(server_cfg)
+                .accept(b)
+                .await
+                .unwrap();
+            let mut got = vec![0u8; expect.len()];
+            tls.read_exact(&mut got).await.unwrap();
+            assert!(got == expect);
+            tls.write_all(&got).await.unwrap();
+            tls.flush().await.unwrap();
+        });
+        let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let conn = UnbufferedClientConnection::new(client_cfg, name).unwrap();
+        let mut tls = TlsStream::new(a, conn);
+        std::future::poll_fn(|cx| tls.poll_handshake(cx))
+            .await
+            .unwrap();
+        for chunk in data.chunks(77_777) {
+            tls.write_all(chunk).await.unwrap();
+        }
+        tls.flush().await.unwrap();
+        let mut back = vec![0u8; data.len()];
+        tls.read_exact(&mut back).await.unwrap();
+        assert!(back == data);
+        server.await.unwrap();
+    }
+}
