@@ -640,7 +640,7 @@ fn fake_agent_heartbeating(fleet: &Fleet) -> SocketAddr {
 
 /// The channel a fake agent speaks on.
 type FakeAgentChannel =
-    common::channel::Channel<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+    common::channel::Channel<common::handshake::ServerStream<tokio::net::TcpStream>>;
 
 /// A fake agent with a host key of its own, which the fleet records as trusted (so
 /// `write_inventory` puts it in known_hosts): it serves one connection, from any operator
@@ -787,7 +787,7 @@ fn a_folder_entry_over_a_planted_link_is_refused_and_nothing_outside_dest_change
 
 /// The channel a fake controller speaks on.
 type ControllerChannel =
-    common::channel::Channel<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    common::channel::Channel<common::handshake::ClientStream<tokio::net::TcpStream>>;
 
 /// Runs `work` against a fresh authenticated connection to `addr`, as a controller would,
 /// with the fleet's operator identity (and trusting whatever key the agent proves).

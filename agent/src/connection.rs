@@ -7,7 +7,7 @@ use common::identity::keys::PublicKey;
 use tokio::net::TcpStream;
 
 /// The byte stream below every channel: TLS over TCP.
-pub type Stream = tokio_rustls::server::TlsStream<TcpStream>;
+pub type Stream = common::handshake::ServerStream<TcpStream>;
 
 /// An authenticated connection.
 pub type Connection = Channel<Stream>;

@@ -10,16 +10,23 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
+use rustls::server::UnbufferedServerConnection;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::channel::{Channel, ChannelError};
 use crate::frame::framed;
 use crate::identity::keys::PublicKey;
 use crate::message::{Packet, Request};
 use crate::tls::{peer_key, ALPN};
+use crate::tls_stream::{TlsStream, BULK_READ_SIZE, FAN_IN_READ_SIZE};
+
+/// The client's side of a connection.
+pub type ClientStream<T> = TlsStream<T, UnbufferedClientConnection>;
+/// The agent's side of a connection.
+pub type ServerStream<T> = TlsStream<T, UnbufferedServerConnection>;
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +51,7 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// Tells the TLS errors tokio-rustls wraps in `io::Error` from the transport's own.
+    /// Tells the TLS errors the stream wraps in `io::Error` from the transport's own.
     fn from_io(err: io::Error) -> HandshakeError {
         if err
             .get_ref()
@@ -69,12 +76,14 @@ pub async fn connect<T: AsyncRead + AsyncWrite + Unpin>(
     config: Arc<ClientConfig>,
     address: IpAddr,
     first: Option<&Packet<Request>>,
-) -> Result<Channel<client::TlsStream<T>>, HandshakeError> {
-    let tls = TlsConnector::from(config)
-        .connect(ServerName::IpAddress(address.into()), io)
+) -> Result<Channel<ClientStream<T>>, HandshakeError> {
+    let conn = UnbufferedClientConnection::new(config, ServerName::IpAddress(address.into()))
+        .map_err(HandshakeError::Tls)?;
+    let mut tls = TlsStream::new(io, conn, FAN_IN_READ_SIZE);
+    std::future::poll_fn(|cx| tls.poll_handshake(cx))
         .await
         .map_err(HandshakeError::from_io)?;
-    if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+    if tls.common().alpn_protocol() != Some(ALPN) {
         return Err(HandshakeError::WrongProtocol);
     }
     let mut channel = Channel::new(framed(tls));
@@ -96,12 +105,13 @@ pub async fn connect<T: AsyncRead + AsyncWrite + Unpin>(
 pub async fn accept<T: AsyncRead + AsyncWrite + Unpin>(
     io: T,
     config: Arc<ServerConfig>,
-) -> Result<(Channel<server::TlsStream<T>>, PublicKey), HandshakeError> {
-    let tls = TlsAcceptor::from(config)
-        .accept(io)
+) -> Result<(Channel<ServerStream<T>>, PublicKey), HandshakeError> {
+    let conn = UnbufferedServerConnection::new(config).map_err(HandshakeError::Tls)?;
+    let mut tls = TlsStream::new(io, conn, BULK_READ_SIZE);
+    std::future::poll_fn(|cx| tls.poll_handshake(cx))
         .await
         .map_err(HandshakeError::from_io)?;
-    let connection = tls.get_ref().1;
+    let connection = tls.common();
     if connection.alpn_protocol() != Some(ALPN) {
         return Err(HandshakeError::WrongProtocol);
     }

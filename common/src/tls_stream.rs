@@ -25,18 +25,30 @@ use rustls::unbuffered::{
 use rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How much one read from the socket asks for.
-const READ_SIZE: usize = 256 * 1024;
-/// The receive buffer: one read, plus room for a record left over from the last one.
-const INCOMING_SIZE: usize = READ_SIZE + 32 * 1024;
+/// The largest TLS record on the wire: 16 KiB of data, 2 KiB of expansion, the header.
+/// The receive buffer holds one read plus one such record left over from the last read.
+/// It exists only while the connection has bytes in it or is reading: an idle connection
+/// holds none, so thousands of them (ctl's hosts, or a flood at the agent) cost nothing.
+const MAX_RECORD: usize = 18 * 1024 + 5;
+/// How much one read asks for on a side that receives bulk data from one peer at a time
+/// (the agent, receiving pushes).
+pub const BULK_READ_SIZE: usize = 256 * 1024;
+/// How much one read asks for on a side that may receive from hundreds of peers at once
+/// (ctl, receiving output).
+pub const FAN_IN_READ_SIZE: usize = 16 * 1024;
+/// The most encrypted output held for the socket before a write waits for it.
+const OUTGOING_LIMIT: usize = 256 * 1024;
 
 /// The two kinds of unbuffered connection, as this stream drives them.
 pub trait Unbuffered {
+    /// The side's connection data.
     type Data;
+    /// One pass of the connection's state machine over `incoming`.
     fn process<'c, 'i>(
         &'c mut self,
         incoming: &'i mut [u8],
     ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    /// ALPN, the peer's certificates, whether it is handshaking.
     fn common(&self) -> &CommonState;
 }
 
@@ -66,6 +78,14 @@ impl Unbuffered for UnbufferedServerConnection {
     }
 }
 
+/// What to do if the connection is writable.
+#[derive(Clone, Copy)]
+enum Action<'a> {
+    Nothing,
+    Encrypt(&'a [u8]),
+    CloseNotify,
+}
+
 /// What one step of the connection's state machine left us with.
 enum Step {
     /// Something changed (a record encoded, a record's plaintext found): step again.
@@ -84,6 +104,7 @@ pub struct TlsStream<IO, C> {
     io: IO,
     conn: C,
     incoming: Box<[u8]>,
+    read_size: usize,
     /// `incoming[begin..used]` is what rustls has not told us to discard yet.
     begin: usize,
     used: usize,
@@ -98,14 +119,18 @@ pub struct TlsStream<IO, C> {
     outgoing: Vec<u8>,
     sent: usize,
     peer_closed: bool,
+    /// close_notify is queued.
+    closing: bool,
 }
 
 impl<IO, C: Unbuffered> TlsStream<IO, C> {
-    pub fn new(io: IO, conn: C) -> Self {
+    /// A stream over `io` for `conn`, reading up to `read_size` bytes at a time.
+    pub fn new(io: IO, conn: C, read_size: usize) -> Self {
         TlsStream {
             io,
             conn,
-            incoming: vec![0; INCOMING_SIZE].into_boxed_slice(),
+            incoming: Box::default(),
+            read_size,
             begin: 0,
             used: 0,
             plain: 0..0,
@@ -114,6 +139,7 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
             outgoing: Vec::new(),
             sent: 0,
             peer_closed: false,
+            closing: false,
         }
     }
 
@@ -122,8 +148,8 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
         self.conn.common()
     }
 
-    /// One call into rustls. `write` is encrypted if the connection is writable.
-    fn step(&mut self, write: Option<&[u8]>) -> io::Result<Step> {
+    /// One call into rustls; `action` is carried out if the connection is writable.
+    fn step(&mut self, action: Action<'_>) -> io::Result<Step> {
         debug_assert!(
             self.plain.is_empty(),
             "plaintext must be read before stepping"
@@ -181,23 +207,29 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
             }
             ConnectionState::BlockedHandshake => Step::NeedRead,
             ConnectionState::WriteTraffic(mut traffic) => {
-                if let Some(data) = write {
-                    let at = self.outgoing.len();
-                    let mut room = data.len() + data.len() / 64 + 1024;
-                    loop {
-                        self.outgoing.resize(at + room, 0);
-                        match traffic.encrypt(data, &mut self.outgoing[at..]) {
-                            Ok(n) => {
-                                self.outgoing.truncate(at + n);
-                                break;
-                            }
-                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => room = required_size,
-                            Err(EncryptError::EncryptExhausted) => {
-                                self.outgoing.truncate(at);
-                                return Err(io::Error::other("TLS encryption exhausted"));
-                            }
+                let at = self.outgoing.len();
+                let mut room = match action {
+                    Action::Encrypt(data) => data.len() + data.len() / 64 + 1024,
+                    _ => 64,
+                };
+                loop {
+                    self.outgoing.resize(at + room, 0);
+                    let done = match action {
+                        Action::Nothing => Ok(0),
+                        Action::Encrypt(data) => traffic.encrypt(data, &mut self.outgoing[at..]),
+                        Action::CloseNotify => traffic.queue_close_notify(&mut self.outgoing[at..]),
+                    };
+                    match done {
+                        Ok(n) => {
+                            self.outgoing.truncate(at + n);
+                            break;
+                        }
+                        Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => room = required_size,
+                        Err(EncryptError::EncryptExhausted) => {
+                            self.outgoing.truncate(at);
+                            return Err(io::Error::other("TLS encryption exhausted"));
                         }
                     }
                 }
@@ -234,7 +266,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C>
             self.used -= self.begin;
             self.begin = 0;
         }
-        let room = (self.incoming.len() - self.used).min(READ_SIZE);
+        if self.incoming.is_empty() {
+            self.incoming = vec![0; self.read_size + MAX_RECORD].into_boxed_slice();
+        }
+        let room = (self.incoming.len() - self.used).min(self.read_size);
         if room == 0 {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -242,8 +277,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C>
             )));
         }
         let mut buf = ReadBuf::new(&mut self.incoming[self.used..self.used + room]);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
         let n = buf.filled().len();
+        if polled.is_pending() && self.used == 0 {
+            // Idle: give the buffer back until bytes arrive.
+            self.incoming = Box::default();
+        }
+        ready!(polled)?;
         self.used += n;
         Poll::Ready(Ok(n > 0))
     }
@@ -266,7 +306,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C>
                 return Poll::Ready(Ok(()));
             }
             self.stash_plain();
-            match self.step(None)? {
+            match self.step(Action::Nothing)? {
                 Step::Progress => {}
                 Step::Writable => {
                     if !self.conn.common().is_handshaking() {
@@ -320,7 +360,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncRead for Tl
             if this.poll_flush_outgoing(cx)?.is_pending() && this.used == this.begin {
                 return Poll::Pending;
             }
-            match this.step(None)? {
+            match this.step(Action::Nothing)? {
                 Step::Progress => {}
                 Step::PeerClosed => this.peer_closed = true,
                 Step::NeedRead | Step::Writable => {
@@ -342,13 +382,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncWrite for T
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         // Bound what waits for the socket: one record batch at a time.
-        if this.outgoing.len() - this.sent >= READ_SIZE {
+        if this.outgoing.len() - this.sent >= OUTGOING_LIMIT {
             ready!(this.poll_flush_outgoing(cx))?;
         }
-        let data = &data[..data.len().min(READ_SIZE)];
+        let data = &data[..data.len().min(OUTGOING_LIMIT)];
         loop {
             this.stash_plain();
-            match this.step(Some(data))? {
+            match this.step(Action::Encrypt(data))? {
                 Step::Writable => break,
                 Step::Progress => {}
                 Step::PeerClosed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -373,6 +413,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncWrite for T
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.closing {
+            loop {
+                this.stash_plain();
+                match this.step(Action::CloseNotify)? {
+                    Step::Writable => break,
+                    Step::Progress => {}
+                    // Nothing to close cleanly: the peer is gone or never finished.
+                    Step::PeerClosed | Step::NeedRead => break,
+                }
+            }
+            this.closing = true;
+        }
         ready!(this.poll_flush_outgoing(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
@@ -411,7 +463,7 @@ mod tests {
         });
         let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
         let conn = UnbufferedClientConnection::new(client_cfg, name).unwrap();
-        let mut tls = TlsStream::new(a, conn);
+        let mut tls = TlsStream::new(a, conn, BULK_READ_SIZE);
         std::future::poll_fn(|cx| tls.poll_handshake(cx))
             .await
             .unwrap();

@@ -27,7 +27,7 @@ use crate::outcome::{HostOutcome, Status};
 use crate::trust::HostTrust;
 
 /// The byte stream below every channel: TLS over TCP.
-pub type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+pub type Stream = common::handshake::ClientStream<TcpStream>;
 
 /// What a client needs to reach any host; cheap to clone into every host's task.
 #[derive(Clone)]
