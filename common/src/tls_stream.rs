@@ -1,11 +1,10 @@
-//! WORK IN PROGRESS (branch tls-unbuffered; not used by the agent or ctl yet).
-//!
 //! A TLS stream over rustls's unbuffered connection: records are read from the socket in
 //! large pieces into one buffer of ours and decrypted there, in place, and the plaintext is
-//! copied once, into the caller's buffer. tokio-rustls's stream, which this is meant to
-//! replace under `Channel`, reads 4–18 KiB at a time and copies every byte twice more
-//! (rustls's plaintext queue, then the caller). `common/examples/record_cost.rs` measures
-//! the difference.
+//! copied once, into the caller's buffer. tokio-rustls's stream, which this replaces under
+//! `Channel`, reads 4–18 KiB at a time and copies every byte twice more (rustls's
+//! plaintext queue, then the caller). `common/examples/record_cost.rs` measures the
+//! difference. The handshake, the record layer, alerts and close_notify are rustls's;
+//! this module only moves bytes between the socket, rustls and the caller.
 //!
 //! Reads and writes go through one object, never at the same time (`Channel` owns it and
 //! takes `&mut` for both), as with tokio-rustls.
@@ -36,8 +35,17 @@ pub const BULK_READ_SIZE: usize = 256 * 1024;
 /// How much one read asks for on a side that may receive from hundreds of peers at once
 /// (ctl, receiving output).
 pub const FAN_IN_READ_SIZE: usize = 16 * 1024;
-/// The most encrypted output held for the socket before a write waits for it.
-const OUTGOING_LIMIT: usize = 256 * 1024;
+/// The most encrypted output held for the socket before a write waits for it, and the most
+/// plaintext one write takes (rustls's own buffers default to the same).
+const OUTGOING_LIMIT: usize = 64 * 1024;
+
+/// `room` bytes of `buf` from `end` on, growing it (zeroing only what is new) if needed.
+fn spare(buf: &mut Vec<u8>, end: usize, room: usize) -> &mut [u8] {
+    if buf.len() < end + room {
+        buf.resize(end + room, 0);
+    }
+    &mut buf[end..end + room]
+}
 
 /// The two kinds of unbuffered connection, as this stream drives them.
 pub trait Unbuffered {
@@ -115,8 +123,10 @@ pub struct TlsStream<IO, C> {
     /// Plaintext taken out of `incoming` so that a write could go ahead (rare: a request
     /// arriving while we answer).
     stash: Vec<u8>,
-    /// Encrypted bytes for the peer; `outgoing[sent..]` are not written yet.
+    /// Encrypted bytes for the peer: `outgoing[sent..end]` are not written yet. The vector
+    /// only grows (to at most two writes' worth), so it is zeroed once, not per write.
     outgoing: Vec<u8>,
+    end: usize,
     sent: usize,
     peer_closed: bool,
     /// close_notify is queued.
@@ -137,6 +147,7 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
             discard_after_plain: 0,
             stash: Vec::new(),
             outgoing: Vec::new(),
+            end: 0,
             sent: 0,
             peer_closed: false,
             closing: false,
@@ -158,7 +169,14 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
         let base = self.incoming.as_ptr() as usize;
         let UnbufferedStatus { discard, state } =
             self.conn.process(&mut self.incoming[self.begin..self.used]);
-        let state = state.map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+        let state = match state {
+            Ok(state) => state,
+            Err(err) => {
+                self.begin += discard;
+                self.encode_alert();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            }
+        };
         let step = match state {
             ConnectionState::ReadTraffic(mut traffic) => match traffic.next_record() {
                 Some(record) => {
@@ -180,22 +198,17 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
                 None => Step::Progress,
             },
             ConnectionState::EncodeTlsData(mut encode) => {
-                let at = self.outgoing.len();
                 let mut room = 16 * 1024;
                 loop {
-                    self.outgoing.resize(at + room, 0);
-                    match encode.encode(&mut self.outgoing[at..]) {
+                    match encode.encode(spare(&mut self.outgoing, self.end, room)) {
                         Ok(n) => {
-                            self.outgoing.truncate(at + n);
+                            self.end += n;
                             break;
                         }
                         Err(EncodeError::InsufficientSize(InsufficientSizeError {
                             required_size,
                         })) => room = required_size,
-                        Err(EncodeError::AlreadyEncoded) => {
-                            self.outgoing.truncate(at);
-                            break;
-                        }
+                        Err(EncodeError::AlreadyEncoded) => break,
                     }
                 }
                 Step::Progress
@@ -207,28 +220,26 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
             }
             ConnectionState::BlockedHandshake => Step::NeedRead,
             ConnectionState::WriteTraffic(mut traffic) => {
-                let at = self.outgoing.len();
                 let mut room = match action {
                     Action::Encrypt(data) => data.len() + data.len() / 64 + 1024,
                     _ => 64,
                 };
                 loop {
-                    self.outgoing.resize(at + room, 0);
+                    let out = spare(&mut self.outgoing, self.end, room);
                     let done = match action {
                         Action::Nothing => Ok(0),
-                        Action::Encrypt(data) => traffic.encrypt(data, &mut self.outgoing[at..]),
-                        Action::CloseNotify => traffic.queue_close_notify(&mut self.outgoing[at..]),
+                        Action::Encrypt(data) => traffic.encrypt(data, out),
+                        Action::CloseNotify => traffic.queue_close_notify(out),
                     };
                     match done {
                         Ok(n) => {
-                            self.outgoing.truncate(at + n);
+                            self.end += n;
                             break;
                         }
                         Err(EncryptError::InsufficientSize(InsufficientSizeError {
                             required_size,
                         })) => room = required_size,
                         Err(EncryptError::EncryptExhausted) => {
-                            self.outgoing.truncate(at);
                             return Err(io::Error::other("TLS encryption exhausted"));
                         }
                     }
@@ -244,18 +255,33 @@ impl<IO, C: Unbuffered> TlsStream<IO, C> {
     }
 }
 
+impl<IO, C: Unbuffered> TlsStream<IO, C> {
+    /// After an error, the alert rustls queued for the peer (a refused certificate, say),
+    /// encoded into `outgoing` so that the caller can still send it.
+    fn encode_alert(&mut self) {
+        // One call: it hands out the alert rustls queued, before it would look at any
+        // input again (which, after an error, it must not).
+        let status = self.conn.process(&mut self.incoming[self.begin..self.used]);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
+            let out = spare(&mut self.outgoing, self.end, 64);
+            self.end += encode.encode(out).unwrap_or(0);
+        }
+    }
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C> {
     /// Writes `outgoing` to the socket; ready once all of it is written.
     fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.outgoing.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..]))?;
+        while self.sent < self.end {
+            let pending = &self.outgoing[self.sent..self.end];
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, pending))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.sent += n;
         }
-        self.outgoing.clear();
         self.sent = 0;
+        self.end = 0;
         Poll::Ready(Ok(()))
     }
 
@@ -306,7 +332,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> TlsStream<IO, C>
                 return Poll::Ready(Ok(()));
             }
             self.stash_plain();
-            match self.step(Action::Nothing)? {
+            let step = match self.step(Action::Nothing) {
+                Ok(step) => step,
+                Err(err) => {
+                    // Best effort: the alert goes if the socket takes it now.
+                    let _ = self.poll_flush_outgoing(cx);
+                    return Poll::Ready(Err(err));
+                }
+            };
+            match step {
                 Step::Progress => {}
                 Step::Writable => {
                     if !self.conn.common().is_handshaking() {
@@ -356,10 +390,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncRead for Tl
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            // What rustls wants sent (a key update, an alert) goes before we wait.
-            if this.poll_flush_outgoing(cx)?.is_pending() && this.used == this.begin {
-                return Poll::Pending;
-            }
+            // What rustls wants sent (a key update, an alert, our own output not yet
+            // taken by the socket) goes out as far as the socket takes it; reading does not
+            // wait for it, or two peers that both write could wait for each other.
+            let _ = this.poll_flush_outgoing(cx)?;
             match this.step(Action::Nothing)? {
                 Step::Progress => {}
                 Step::PeerClosed => this.peer_closed = true,
@@ -382,7 +416,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered + Unpin> AsyncWrite for T
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         // Bound what waits for the socket: one record batch at a time.
-        if this.outgoing.len() - this.sent >= OUTGOING_LIMIT {
+        if this.end - this.sent >= OUTGOING_LIMIT {
             ready!(this.poll_flush_outgoing(cx))?;
         }
         let data = &data[..data.len().min(OUTGOING_LIMIT)];
@@ -437,6 +471,44 @@ mod tests {
     use crate::tls::{client_config, server_config, Credentials, PresentedKey};
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn serves_a_tokio_rustls_client_and_sends_close_notify() {
+        // Tried: our server against tokio-rustls's client: 3 MiB each way, then our side
+        // shuts down, and the client sees a clean end (close_notify), not a cut.
+        let operator = Credentials::new(Arc::new(Identity::generate("op"))).unwrap();
+        let host = Credentials::new(Arc::new(Identity::generate("host"))).unwrap();
+        let client_cfg =
+            client_config(&operator, Arc::new(|_: &_| true), PresentedKey::default()).unwrap();
+        let server_cfg = server_config(&host).unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 253) as u8).collect();
+        let expect = data.clone();
+        let client = tokio::spawn(async move {
+            let name =
+                rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            let mut tls = tokio_rustls::TlsConnector::from(client_cfg)
+                .connect(name, a)
+                .await
+                .unwrap();
+            tls.write_all(&expect).await.unwrap();
+            tls.flush().await.unwrap();
+            let mut back = Vec::new();
+            tls.read_to_end(&mut back).await.unwrap();
+            assert!(back == expect);
+        });
+        let conn = UnbufferedServerConnection::new(server_cfg).unwrap();
+        let mut tls = TlsStream::new(b, conn, BULK_READ_SIZE);
+        std::future::poll_fn(|cx| tls.poll_handshake(cx))
+            .await
+            .unwrap();
+        let mut got = vec![0u8; data.len()];
+        tls.read_exact(&mut got).await.unwrap();
+        assert!(got == data);
+        tls.write_all(&got).await.unwrap();
+        tls.shutdown().await.unwrap();
+        client.await.unwrap();
+    }
 
     #[tokio::test]
     async fn talks_to_tokio_rustls_both_ways_and_moves_bulk_data() {
