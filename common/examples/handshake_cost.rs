@@ -12,22 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "support/thread_cpu.rs"]
+mod support;
+
 use common::identity::keys::Identity;
 use common::tls::{client_config, server_config, Credentials, PresentedKey};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
-
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
+use support::thread_cpu;
 
 /// CPU used by each side in one handshake.
 #[derive(Default, Clone, Copy)]

@@ -15,28 +15,21 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "support/thread_cpu.rs"]
+mod support;
+
 use common::identity::keys::Identity;
 use common::tls::{client_config, server_config, Credentials, PresentedKey};
 use rustls::pki_types::ServerName;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::ConnectionState;
 use rustls::{ClientConnection, ServerConnection};
+use support::thread_cpu;
 
 /// The frame payload `ctl push` sends: a type byte and 256 KiB of file data.
 const FRAME: usize = 256 * 1024 + 1;
 /// How much the unbuffered receiver asks of the socket at once.
 const BIG_READ: usize = 256 * 1024;
-
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
 
 fn credentials() -> (Credentials, Credentials) {
     (

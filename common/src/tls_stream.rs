@@ -472,15 +472,20 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Both sides' settings, each with a fresh key, the client trusting any host key.
+    fn configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+        let operator = Credentials::new(Arc::new(Identity::generate("op"))).unwrap();
+        let host = Credentials::new(Arc::new(Identity::generate("host"))).unwrap();
+        let client =
+            client_config(&operator, Arc::new(|_: &_| true), PresentedKey::default()).unwrap();
+        (client, server_config(&host).unwrap())
+    }
+
     #[tokio::test]
     async fn serves_a_tokio_rustls_client_and_sends_close_notify() {
         // Tried: our server against tokio-rustls's client: 3 MiB each way, then our side
         // shuts down, and the client sees a clean end (close_notify), not a cut.
-        let operator = Credentials::new(Arc::new(Identity::generate("op"))).unwrap();
-        let host = Credentials::new(Arc::new(Identity::generate("host"))).unwrap();
-        let client_cfg =
-            client_config(&operator, Arc::new(|_: &_| true), PresentedKey::default()).unwrap();
-        let server_cfg = server_config(&host).unwrap();
+        let (client_cfg, server_cfg) = configs();
         let (a, b) = tokio::io::duplex(1 << 16);
         let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 253) as u8).collect();
         let expect = data.clone();
@@ -514,11 +519,7 @@ mod tests {
     async fn talks_to_tokio_rustls_both_ways_and_moves_bulk_data() {
         // Tried: our client against tokio-rustls's server, 8 MiB each way in odd-sized
         // writes, checked byte for byte.
-        let operator = Credentials::new(Arc::new(Identity::generate("op"))).unwrap();
-        let host = Credentials::new(Arc::new(Identity::generate("host"))).unwrap();
-        let client_cfg =
-            client_config(&operator, Arc::new(|_: &_| true), PresentedKey::default()).unwrap();
-        let server_cfg = server_config(&host).unwrap();
+        let (client_cfg, server_cfg) = configs();
         let (a, b) = tokio::io::duplex(1 << 16);
         let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
         let expect = data.clone();
