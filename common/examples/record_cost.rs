@@ -1,8 +1,8 @@
 //! What receiving bulk data through TLS costs the receiver in CPU, per GiB, with muster's
 //! TLS settings: through rustls's buffered connection as tokio-rustls drives it (records
 //! read in 4–18 KiB pieces, decrypted, queued, then copied into our frame: what the agent
-//! does for a push today), against rustls's unbuffered connection (records decrypted in
-//! place in our own buffer, read in 256 KiB pieces). Both receivers get the same kind of
+//! did for a push until bba00c1), against rustls's unbuffered connection (records
+//! decrypted in place in our own buffer, read in 256 KiB pieces, as `tls_stream.rs` does). Both receivers get the same kind of
 //! stream, 256 KiB frames as `ctl push` sends them, already encrypted in memory, so only
 //! the receiving side is timed, from the thread's CPU clock. No network. BENCHMARKS.md has
 //! the figures; bench/README.md says how to run it:
@@ -240,11 +240,11 @@ fn main() {
     println!("| receiver | CPU per GiB received, median of 5 (min–max) |");
     println!("|---|---|");
     println!(
-        "| rustls buffered, as tokio-rustls reads it (shipped) | {:.0} ms ({:.0}–{:.0}) |",
+        "| rustls buffered, as tokio-rustls reads it (before bba00c1) | {:.0} ms ({:.0}–{:.0}) |",
         a[2], a[0], a[4]
     );
     println!(
-        "| rustls unbuffered, 256 KiB reads, decrypted in place (not built) | {:.0} ms ({:.0}–{:.0}) |",
+        "| rustls unbuffered, 256 KiB reads, decrypted in place (as common::tls_stream) | {:.0} ms ({:.0}–{:.0}) |",
         b[2], b[0], b[4]
     );
 }
