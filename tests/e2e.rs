@@ -58,3 +58,11 @@ mod attacks_files;
 // ctl's memory while hosts print far more than it may hold: live lines, --json and
 // --gather stay under one bound whatever the volume.
 mod output_memory;
+
+// Fake hosts for `ctl bootstrap`: each a real sshd on its own loopback address, in a mount
+// namespace of its own where /usr/local/bin, /etc/muster, /var and /run are its folders.
+mod sshd;
+
+// `ctl bootstrap` over real SSH: install, unchanged, upgrade and rollback, remove, and
+// hosts refused before anything changes (SSH key, space, architecture, glibc).
+mod bootstrap;

@@ -84,7 +84,8 @@ fn bin_dir() -> &'static Path {
     })
 }
 
-fn agent_bin() -> PathBuf {
+/// The freshly built agent binary (what `ctl bootstrap` installs by default).
+pub fn agent_bin() -> PathBuf {
     bin_dir().join("agent")
 }
 

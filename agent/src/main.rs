@@ -43,7 +43,12 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 #[command(version, about)]
 struct Args {
     /// Address and port to listen on; port 0 picks a free one (printed on stdout).
-    #[arg(long, default_value = "0.0.0.0:7070", value_name = "ADDR:PORT")]
+    #[arg(
+        long,
+        env = "MUSTER_LISTEN",
+        default_value = "0.0.0.0:7070",
+        value_name = "ADDR:PORT"
+    )]
     listen: SocketAddr,
 
     /// The agent's host key (OpenSSH Ed25519 private key); made, mode 0600, with PATH.pub

@@ -52,6 +52,9 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Record the host keys of the targets in known_hosts, printing each fingerprint.
     Trust(TrustArgs),
+    /// Install, upgrade or remove the agent on the targets over SSH, and record the host
+    /// key each agent makes, read over SSH, in known_hosts.
+    Bootstrap(BootstrapArgs),
     /// Write a new Ed25519 identity to PATH (0600) and PATH.pub; never overwrites.
     Keygen(KeygenArgs),
     /// Review the operation log: list operations, show one, or verify the chain.
@@ -280,6 +283,83 @@ pub struct TrustArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// At most this many hosts in flight at once.
+    #[arg(short = 'f', long, default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+
+    /// Give up on a host whose SSH server, or whose new agent, has not answered within
+    /// SECS.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub connect_timeout: f64,
+
+    /// The SSH login for hosts whose inventory entry gives none (`ssh: user@host:port`);
+    /// without either, ssh's own default (its config, else your user name).
+    #[arg(long, value_name = "USER", value_parser = parse_ssh_user)]
+    pub ssh_user: Option<String>,
+
+    /// An ssh option, passed as `-o OPT` (repeatable), e.g. `IdentityFile=~/.ssh/ops`.
+    #[arg(long = "ssh-option", value_name = "OPT")]
+    pub ssh_options: Vec<String>,
+
+    /// The agent binary to install (default: `agent` beside this ctl).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// More operator keys for the hosts' authorized_keys, in authorized_keys format (one
+    /// line per key, options kept). Your own key is always written.
+    #[arg(long, value_name = "FILE")]
+    pub operators: Option<PathBuf>,
+
+    /// How the agent is kept running: systemd (the shipped unit, enabled and started),
+    /// none (started detached with setsid and a pid file), or auto: systemd where it runs.
+    #[arg(long, value_enum, default_value_t = ServiceArg::Auto)]
+    pub service: ServiceArg,
+
+    /// Where the agent listens: any (0.0.0.0) or inventory (the host's inventory address,
+    /// which must then be an address of the host). The port is the inventory's.
+    #[arg(long, value_enum, default_value_t = AgentAddressArg::Any)]
+    pub agent_address: AgentAddressArg,
+
+    /// Run the remote steps through `sudo -n`, for a login that is not root.
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// Only say what would change on each host; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stop and remove the agent, its unit and /etc/muster, and the hosts' known_hosts
+    /// lines (the agent's logs and files folder stay).
+    #[arg(long)]
+    pub remove: bool,
+
+    /// One JSON object per host per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceArg {
+    Auto,
+    Systemd,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentAddressArg {
+    Any,
+    Inventory,
+}
+
+#[derive(Debug, Args)]
 pub struct LogArgs {
     #[command(subcommand)]
     pub action: Option<LogAction>,
@@ -394,6 +474,19 @@ pub struct LogVerifyArgs {
         value_name = "PATH"
     )]
     pub inventory: PathBuf,
+}
+
+/// A login name ssh takes as a value and no remote shell reads as syntax.
+fn parse_ssh_user(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && !text.starts_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match ok {
+        true => Ok(text.to_owned()),
+        false => Err("a login name: letters, digits, '.', '_' and '-'".to_owned()),
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

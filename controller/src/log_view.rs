@@ -417,16 +417,18 @@ fn host_table(results: &[HostRecord], colour: bool, controls: Controls) -> Strin
         let exit = r
             .exit_code
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
-        // A trust operation says what it did with each key where others have no error.
-        let note = match (&r.error, r.known_hosts) {
-            (Some(error), _) => error.clone(),
-            (None, Some(change)) => format!(
+        // Trust and bootstrap say what they did with each host where others have no
+        // error.
+        let mut notes: Vec<String> = r.error.iter().cloned().collect();
+        notes.extend(r.changes.iter().cloned());
+        if let (None, Some(change)) = (&r.error, r.known_hosts) {
+            notes.push(format!(
                 "known_hosts: {} {}",
                 change.as_str(),
                 r.host_key.as_deref().unwrap_or("")
-            ),
-            (None, None) => String::new(),
-        };
+            ));
+        }
+        let note = notes.join("; ");
         let _ = writeln!(
             out,
             "{:width$}  {painted}  {exit:>4}  {:>9}  {:>9}  {:>9}  {}",

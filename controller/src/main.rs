@@ -5,6 +5,7 @@
 //! turn the result into the exit status in one place (see `commands::Exit`).
 
 mod audit;
+mod bootstrap;
 mod cli;
 mod client;
 mod commands;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
     // Operations that write the operation log also keep ctl's diagnostics beside it.
     let diagnostics_dir = matches!(
         cli.command,
-        Command::Run(_) | Command::Push(_) | Command::Pull(_)
+        Command::Run(_) | Command::Push(_) | Command::Pull(_) | Command::Bootstrap(_)
     )
     .then_some(cli.log.log_dir.as_path());
     let _log_guard = init_logging(cli.verbose, cli.quiet, diagnostics_dir);
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
             Command::Pull(args) => commands::pull(args, &cli.log).await,
             Command::Ping(args) => commands::ping(args).await,
             Command::Trust(args) => commands::trust(args, &cli.log).await,
+            Command::Bootstrap(args) => commands::bootstrap(args, &cli.log).await,
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
             Command::Log(args) => commands::log(args, &cli.log),

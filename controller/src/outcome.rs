@@ -49,7 +49,7 @@ impl Status {
     }
 }
 
-/// What `ctl trust` did with the key one host proved. The names are part of the `--json`
+/// What `ctl trust` or `ctl bootstrap` did with the key one host proved. The names are part of the `--json`
 /// output and of the operation log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +65,8 @@ pub enum KnownHostsChange {
     Changed,
     /// The key is marked `@revoked`; nothing written.
     Revoked,
+    /// `ctl bootstrap --remove`: the host's lines were deleted.
+    Removed,
 }
 
 impl KnownHostsChange {
@@ -76,6 +78,7 @@ impl KnownHostsChange {
             KnownHostsChange::Replaced => "replaced",
             KnownHostsChange::Changed => "changed",
             KnownHostsChange::Revoked => "revoked",
+            KnownHostsChange::Removed => "removed",
         }
     }
 }
@@ -102,8 +105,11 @@ pub struct HostOutcome {
     /// The fingerprint of the host key the agent proved (`SHA256:...`), once connected;
     /// for a refused key, the one it presented.
     pub host_key: Option<String>,
-    /// `ctl trust`: what became of that key in known_hosts.
+    /// `ctl trust` and `ctl bootstrap`: what became of that key in known_hosts.
     pub known_hosts: Option<KnownHostsChange>,
+    /// `ctl bootstrap`: what was changed on the host (or with `--dry-run` would be), in
+    /// words.
+    pub changes: Vec<String>,
 }
 
 impl HostOutcome {
@@ -123,7 +129,13 @@ impl HostOutcome {
             path: None,
             host_key: None,
             known_hosts: None,
+            changes: Vec::new(),
         }
+    }
+
+    /// The same outcome, taking `duration` in all.
+    pub fn with_duration(self, duration: Duration) -> HostOutcome {
+        HostOutcome { duration, ..self }
     }
 
     /// The same outcome, from the agent whose host key has `fingerprint`.

@@ -12,7 +12,7 @@ use common::identity::keys::Identity;
 use common::tls::Credentials;
 
 use crate::cli::{ConnectArgs, KeyArgs, TargetArgs};
-use crate::client::Connector;
+use crate::client::{Connector, HostKeyPolicy};
 use crate::inventory::{Host, Inventory, Selection};
 use crate::trust::HostTrust;
 
@@ -36,7 +36,7 @@ impl Plan {
         Connector {
             credentials: self.credentials.clone(),
             trust: Arc::clone(&self.trust),
-            learn_keys: false,
+            host_keys: HostKeyPolicy::KnownHosts,
             connect_timeout: self.connect_timeout,
             silence_timeout: self.silence_timeout,
         }

@@ -286,6 +286,32 @@ impl KnownHosts {
         Ok(replaced)
     }
 
+    /// Deletes every line that is about host `name` at `addr` (its address and agent
+    /// port) and returns their numbers as they were. `@revoked` lines stay in force. A
+    /// line shared with other hosts goes as a whole, as with `ssh-keygen -R`: those hosts
+    /// are unknown until trusted again.
+    pub fn remove(&mut self, name: &str, addr: SocketAddr) -> Vec<usize> {
+        let host = Host::new(name, addr);
+        let about_host = |line: &Line| {
+            line.entry
+                .as_ref()
+                .is_some_and(|entry| !entry.revoked && entry.hosts.apply_to(&host))
+        };
+        let removed: Vec<usize> = (0..self.lines.len())
+            .filter(|&index| about_host(&self.lines[index]))
+            .map(|index| index + 1)
+            .collect();
+        if !removed.is_empty() {
+            self.lines.retain(|line| !about_host(line));
+            // Parsed again, so the index points at the lines that are left.
+            *self = match self.lines.is_empty() {
+                true => KnownHosts::default(),
+                false => KnownHosts::parse(&self.to_text()).0,
+            };
+        }
+        removed
+    }
+
     /// Writes the file to `path` so that it is replaced whole or not at all: a new file
     /// beside it (created with `O_EXCL`), written, synced, then renamed over it, and the
     /// folder synced. The new file gets the old one's permission bits, or
@@ -900,6 +926,32 @@ mod tests {
             again.lookup("web2", addr("10.0.0.2:7001"), &key(2)),
             Lookup::Known { line: 4 }
         );
+    }
+
+    #[test]
+    fn remove_deletes_the_hosts_lines_and_keeps_the_rest() {
+        let original = [
+            "# keep me".to_owned(),
+            format!("[10.0.0.1]:7001,web1 {}", k(1)),
+            format!("web1 {} by name", k(2)),
+            format!("@revoked web1 {}", k(3)),
+            format!("[10.0.0.2]:7001,web2 {}", k(4)),
+        ];
+        let (mut hosts, _) = KnownHosts::parse(&(original.join("\n") + "\n"));
+        let at = addr("10.0.0.1:7001");
+        assert_eq!(hosts.remove("web1", at), vec![2, 3]);
+        let expected = [&original[0], &original[3], &original[4]];
+        assert_eq!(
+            hosts.to_text(),
+            expected.map(String::as_str).join("\n") + "\n"
+        );
+        assert_eq!(hosts.lookup("web1", at, &key(1)), Lookup::Unknown);
+        assert_eq!(
+            hosts.lookup("web2", addr("10.0.0.2:7001"), &key(4)),
+            Lookup::Known { line: 3 }
+        );
+        assert_eq!(hosts.remove("web1", at), Vec::<usize>::new());
+        assert_eq!(hosts.remove("web2", addr("10.0.0.2:7001")), vec![3]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Record {
     /// Push and pull: what was transferred where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferRecord>,
+    /// `ctl bootstrap`: what was to be installed, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapRecord>,
     /// `start`: every resolved target, with the groups it belonged to at that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetRecord>>,
@@ -112,6 +115,8 @@ pub enum Kind {
     Pull,
     /// `ctl trust`.
     Trust,
+    /// `ctl bootstrap`.
+    Bootstrap,
 }
 
 impl Kind {
@@ -121,6 +126,7 @@ impl Kind {
             Kind::Push => "push",
             Kind::Pull => "pull",
             Kind::Trust => "trust",
+            Kind::Bootstrap => "bootstrap",
         }
     }
 }
@@ -144,6 +150,30 @@ pub struct TransferRecord {
     /// root itself by its name). The agent applies them as sent; the log says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setid: Vec<String>,
+}
+
+/// What `ctl bootstrap` set out to install (or, with `remove`, to remove).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapRecord {
+    /// The local agent binary (none for `--remove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_bin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_bytes: Option<u64>,
+    /// The keys written to the hosts' authorized_keys: fingerprint and comment.
+    pub operators: Vec<Operator>,
+    /// `auto`, `systemd` or `none`.
+    pub service: String,
+    /// `any` or `inventory`.
+    pub agent_address: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sudo: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,9 +214,12 @@ pub struct HostRecord {
     /// The fingerprint of the host key the agent proved (or, refused, presented).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
-    /// `ctl trust`: what became of the host's key in known_hosts.
+    /// `ctl trust` and `ctl bootstrap`: what became of the host's key in known_hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<KnownHostsChange>,
+    /// `ctl bootstrap`: what was changed on the host, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 /// What an operation learned by running, for its end record.
@@ -208,6 +241,7 @@ pub struct Operation {
     pub kind: Kind,
     pub command: Option<String>,
     pub transfer: Option<TransferRecord>,
+    pub bootstrap: Option<BootstrapRecord>,
     pub argv: Vec<String>,
     user: String,
     origin: String,
@@ -221,6 +255,7 @@ impl Operation {
             kind,
             command,
             transfer: None,
+            bootstrap: None,
             argv: std::env::args().collect(),
             user: current_user(),
             origin: nix::unistd::gethostname()
@@ -279,9 +314,10 @@ impl Operation {
                 error: outcome.error.clone(),
                 host_key: outcome.host_key.clone(),
                 known_hosts: outcome.known_hosts,
+                changes: outcome.changes.clone(),
                 kept_stdout: kept.stdout.clone(),
                 kept_stderr: kept.stderr.clone(),
-                bytes: (self.kind != Kind::Run).then_some(outcome.bytes),
+                bytes: matches!(self.kind, Kind::Push | Kind::Pull).then_some(outcome.bytes),
                 sha256: outcome.sha256.clone(),
                 path: outcome.path.clone(),
             })
@@ -308,6 +344,7 @@ impl Operation {
             command: self.command.clone(),
             argv: self.argv.clone(),
             transfer,
+            bootstrap: self.bootstrap.clone(),
             targets: None,
             results: None,
             duration_ms: None,

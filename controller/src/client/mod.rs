@@ -34,12 +34,23 @@ pub type Stream = common::handshake::ClientStream<TcpStream>;
 pub struct Connector {
     pub credentials: Credentials,
     pub trust: Arc<HostTrust>,
-    /// `ctl trust`: accept any host key that proves itself, to record it.
-    pub learn_keys: bool,
+    /// Which host keys the handshake accepts.
+    pub host_keys: HostKeyPolicy,
     pub connect_timeout: Duration,
     /// A running command's agent that sends nothing, not even a heartbeat, for this long
     /// is taken for lost.
     pub silence_timeout: Duration,
+}
+
+/// Which host keys a connection accepts.
+#[derive(Clone)]
+pub enum HostKeyPolicy {
+    /// Those `known_hosts` records for the host: every operation but the two below.
+    KnownHosts,
+    /// Any key the agent proves it holds: `ctl trust`, which then records it.
+    Any,
+    /// This key alone: `ctl bootstrap`'s check of an agent whose key it read over SSH.
+    Pinned(PublicKey),
 }
 
 /// The two ways an operator stops an operation: the first Ctrl-C asks agents to cancel and
@@ -167,9 +178,13 @@ impl Connector {
                 ));
             }
         };
-        let check: HostKeyCheck = match self.learn_keys {
-            true => Arc::new(|_: &_| true),
-            false => self.trust.check(&host.name, peer),
+        let check: HostKeyCheck = match &self.host_keys {
+            HostKeyPolicy::KnownHosts => self.trust.check(&host.name, peer),
+            HostKeyPolicy::Any => Arc::new(|_: &_| true),
+            HostKeyPolicy::Pinned(expected) => {
+                let expected = expected.clone();
+                Arc::new(move |key: &PublicKey| *key == expected)
+            }
         };
         let presented = PresentedKey::default();
         let config = match tls::client_config(&self.credentials, check, presented.clone()) {
@@ -205,12 +220,17 @@ impl Connector {
             ))
         );
         match (key_refused, presented.get()) {
-            (true, Some(key)) => HostOutcome::failure(
-                Status::AuthFailed,
-                self.trust.refusal(&host.name, peer, &key),
-                started.elapsed(),
-            )
-            .with_host_key(key.fingerprint()),
+            (true, Some(key)) => {
+                let why = match &self.host_keys {
+                    HostKeyPolicy::Pinned(expected) => format!(
+                        "the agent at {peer} presented host key {key}, not {expected}, the \
+                         one read over SSH; nothing was run"
+                    ),
+                    _ => self.trust.refusal(&host.name, peer, &key),
+                };
+                HostOutcome::failure(Status::AuthFailed, why, started.elapsed())
+                    .with_host_key(key.fingerprint())
+            }
             _ => HostOutcome::failure(Status::Error, err.to_string(), started.elapsed()),
         }
     }

@@ -1,5 +1,6 @@
 //! `ctl ping`'s conversation with one agent: connect, authenticate, one round trip.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::channel::RecvError;
@@ -14,15 +15,26 @@ use crate::outcome::{HostOutcome, Status};
 /// Checks one agent: connect, authenticate, ping. The outcome's duration is the ping's round
 /// trip alone, so that connection set-up does not hide a slow agent.
 pub async fn ping(connector: &Connector, host: &Host) -> HostOutcome {
+    ping_at(connector, host).await.0
+}
+
+/// As [`ping`], and the address the agent answered on, once connected (what a
+/// known_hosts line records).
+pub async fn ping_at(connector: &Connector, host: &Host) -> (HostOutcome, Option<SocketAddr>) {
     let started = Instant::now();
     // No request goes with the handshake: the round trip is timed on its own.
-    let (mut channel, host_key) = match connector.connect(host, started, None).await {
-        Ok(connected) => connected,
-        Err(outcome) => return outcome,
+    let (mut channel, presented, peer) = match connector.open(host, started, None).await {
+        Ok(opened) => opened,
+        Err(outcome) => return (outcome, None),
     };
-    round_trip(&mut channel, connector, started)
+    let fingerprint = presented
+        .get()
+        .map(|key| key.fingerprint())
+        .unwrap_or_default();
+    let outcome = round_trip(&mut channel, connector, started)
         .await
-        .with_host_key(host_key)
+        .with_host_key(fingerprint);
+    (outcome, Some(peer))
 }
 
 /// One ping and its answer, timed.

@@ -3,6 +3,7 @@
 //! Each returns the process's [`Exit`] status; an `Err` means the operation could not start
 //! (usage, inventory, key or log folder), nothing was contacted, and `main` exits 2.
 
+mod bootstrap;
 mod hosts;
 mod log;
 mod operation;
@@ -11,6 +12,7 @@ mod run;
 mod transfer;
 mod trust;
 
+pub use bootstrap::bootstrap;
 pub use hosts::{hosts, keygen};
 pub use log::log;
 pub use ping::ping;

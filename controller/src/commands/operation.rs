@@ -16,7 +16,7 @@ use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
 use crate::client::{Connector, Stop};
 use crate::inventory::Host;
 use crate::output;
-use crate::plan;
+use crate::plan::{self, Plan};
 
 /// An operation whose start record is written.
 pub struct LoggedOperation {
@@ -44,6 +44,19 @@ impl LoggedOperation {
         op: Operation,
     ) -> Result<LoggedOperation> {
         let plan = plan::resolve(targets, connect)?;
+        LoggedOperation::begin_planned(plan, log_options, op)
+    }
+
+    /// As [`LoggedOperation::begin`], for an operation that needed its plan (the
+    /// identity, say) to describe itself.
+    ///
+    /// # Errors
+    /// The log cannot be opened or written (exit 2; nothing was contacted).
+    pub fn begin_planned(
+        plan: Plan,
+        log_options: &LogOptions,
+        op: Operation,
+    ) -> Result<LoggedOperation> {
         let log = AuditLog::open(&log_options.log_dir)?;
         log.append(
             &op.start_record(&plan.targets, &plan.groups_of),

@@ -4,25 +4,22 @@
 //! hosts, it is written to the operation log: which key each host proved and what became
 //! of it.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::identity::keys::PublicKey;
-use common::identity::known_hosts::{KnownHosts, Lookup};
 
 use super::operation::LoggedOperation;
 use super::Exit;
 use crate::audit::record::OperationEnd;
 use crate::audit::{Kind, Operation};
 use crate::cli::{LogOptions, TrustArgs};
+use crate::client::HostKeyPolicy;
 use crate::fanout::fan_out;
-use crate::outcome::{HostOutcome, KnownHostsChange, Status};
+use crate::outcome::{HostOutcome, Status};
 use crate::output;
-
-/// The address an agent answered on and the key it proved.
-type Presented = (SocketAddr, PublicKey);
+use crate::trust::{record_keys, Proved};
 
 /// `ctl trust`: connect to every target, print its host key's fingerprint, and record the
 /// keys not yet known.
@@ -30,11 +27,11 @@ pub async fn trust(args: TrustArgs, log_options: &LogOptions) -> Result<Exit> {
     let started = Instant::now();
     let op = Operation::new(Kind::Trust, None);
     let mut logged = LoggedOperation::begin(&args.targets, &args.connect, log_options, op)?;
-    logged.connector.learn_keys = true;
+    logged.connector.host_keys = HostKeyPolicy::Any;
     let path = logged.connector.trust.path().to_owned();
 
     // The fan-out collects outcomes; the keys found go beside them, by target index.
-    let found: Arc<Mutex<Vec<Option<Presented>>>> =
+    let found: Arc<Mutex<Vec<Option<Proved>>>> =
         Arc::new(Mutex::new(vec![None; logged.targets.len()]));
     let mut outcomes = fan_out(&logged.targets, logged.forks, |index, host| {
         let (connector, found) = (logged.connector.clone(), Arc::clone(&found));
@@ -61,77 +58,14 @@ pub async fn trust(args: TrustArgs, log_options: &LogOptions) -> Result<Exit> {
     .await;
     let found = std::mem::take(&mut *found.lock().expect("never poisoned"));
 
-    // Read again now: another `ctl trust` may have written meanwhile.
-    let (mut known, _) = KnownHosts::load(&path)
-        .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
-    // `YYYY-MM-DD`, for the comment on a replaced line.
-    let today = time::OffsetDateTime::now_utc().date().to_string();
-    for ((host, outcome), presented) in logged.targets.iter().zip(&mut outcomes).zip(&found) {
-        let Some((peer, key)) = presented else {
-            continue;
-        };
-        let change = match known.lookup(&host.name, *peer, key) {
-            Lookup::Known { .. } => Ok(KnownHostsChange::Known),
-            Lookup::Unknown => known
-                .add(&host.name, *peer, key)
-                .map(|_| KnownHostsChange::Added),
-            Lookup::Changed { .. } if args.replace => known
-                .replace(&host.name, *peer, key, &today)
-                .map(|_| KnownHostsChange::Replaced),
-            Lookup::Changed { recorded } => {
-                let recorded: Vec<String> =
-                    recorded.iter().map(|(_, key)| key.fingerprint()).collect();
-                outcome.status = Status::AuthFailed;
-                outcome.error = Some(format!(
-                    "host key CHANGED: known_hosts has {}, the host proved {}; not recorded \
-                     (check the key on the host, then run again with --replace)",
-                    recorded.join(", "),
-                    key.fingerprint()
-                ));
-                Ok(KnownHostsChange::Changed)
-            }
-            Lookup::Revoked { line } => {
-                outcome.status = Status::AuthFailed;
-                outcome.error = Some(format!(
-                    "host key {} is @revoked in {} line {line}; not recorded",
-                    key.fingerprint(),
-                    path.display()
-                ));
-                Ok(KnownHostsChange::Revoked)
-            }
-        };
-        match change {
-            Ok(change) => outcome.known_hosts = Some(change),
-            Err(bad) => {
-                outcome.status = Status::Error;
-                outcome.error = Some(format!("not recorded: {bad}"));
-            }
-        }
-    }
-    let recorded = |outcome: &HostOutcome| {
-        matches!(
-            outcome.known_hosts,
-            Some(KnownHostsChange::Added | KnownHostsChange::Replaced)
-        )
-    };
-    if outcomes.iter().any(recorded) {
-        if let Err(err) = known.save(&path) {
-            let why = format!("not recorded: cannot write {}: {err}", path.display());
-            for outcome in outcomes.iter_mut().filter(|outcome| recorded(outcome)) {
-                outcome.status = Status::Error;
-                outcome.error = Some(why.clone());
-                outcome.known_hosts = None;
-            }
-        }
-    }
-
+    let recorded = record_keys(&path, &logged.targets, &mut outcomes, &found, args.replace)?;
     let addrs: Vec<String> = logged.targets.iter().map(|host| host.endpoint()).collect();
     let keys: Vec<Option<&PublicKey>> = found
         .iter()
         .map(|f| f.as_ref().map(|(_, key)| key))
         .collect();
     output::print_trust(&logged.names, &addrs, &outcomes, &keys, args.json);
-    if outcomes.iter().any(recorded) {
+    if recorded {
         eprintln!("ctl: recorded in {}", path.display());
     }
     Ok(logged.end(OperationEnd {

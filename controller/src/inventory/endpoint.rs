@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::InventoryError;
+use super::{InventoryError, SshTarget};
 
 /// What is wrong with an endpoint, before we know which host it belongs to.
 pub(super) enum BadEndpoint {
@@ -84,6 +84,34 @@ fn parse_address(text: &str) -> Result<String, BadEndpoint> {
     } else {
         Err(BadEndpoint::Address)
     }
+}
+
+/// Parses an SSH login, `[user@]host[:port]`, where host is as in [`parse_endpoint`]. The
+/// user is a plain login name: it goes to ssh as an argument, and a name ssh would read
+/// as an option or a hostile remote shell would read as syntax has no place there.
+pub(super) fn parse_ssh_target(text: &str) -> Result<SshTarget, BadEndpoint> {
+    let (user, rest) = match text.rsplit_once('@') {
+        Some((user, rest)) => (Some(user), rest),
+        None => (None, text),
+    };
+    if let Some(user) = user {
+        let ok = !user.is_empty()
+            && !user.starts_with('-')
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(BadEndpoint::Address);
+        }
+    }
+    // The agent's default port stands in for "none given", then is taken back out.
+    const NONE: u16 = 0;
+    let (host, port) = parse_endpoint(rest, NONE)?;
+    Ok(SshTarget {
+        user: user.map(str::to_owned),
+        host,
+        port: (port != NONE).then_some(port),
+    })
 }
 
 fn parse_port(text: &str) -> Result<u16, BadEndpoint> {
@@ -204,5 +232,37 @@ mod tests {
         assert!(!is_dns_name(&"a".repeat(64)));
         assert!(!is_dns_name(&["abc"; 64].join(".")));
         assert!(!is_dns_name("1.2.3"));
+    }
+
+    #[test]
+    fn ssh_logins_take_a_user_and_a_port_and_expand_with_the_names() {
+        let inv = load(
+            "hosts:\n  a: { address: 10.0.0.1, ssh: \"admin@10.0.0.1:2222\" }\n  \
+             b: { address: \"::1\", ssh: \"[::1]\" }\n  c: 10.0.0.3\n  \
+             n[1:2]: { address: \"10.0.1.[1:2]\", ssh: \"root@10.0.2.[1:2]\" }\n",
+        );
+        let ssh: Vec<String> = inv
+            .hosts
+            .iter()
+            .map(|host| {
+                let target = host.ssh_target();
+                format!("{:?} {} {:?}", target.user, target.host, target.port)
+            })
+            .collect();
+        assert_eq!(
+            ssh,
+            [
+                "Some(\"admin\") 10.0.0.1 Some(2222)",
+                "None ::1 None",
+                "None 10.0.0.3 None",
+                "Some(\"root\") 10.0.2.1 None",
+                "Some(\"root\") 10.0.2.2 None",
+            ]
+        );
+        for bad in ["-oProxyCommand=x@h", "a b@h", "@h", "root@h:0", "root@"] {
+            let err =
+                parse(&format!("hosts:\n  a: {{ address: h, ssh: \"{bad}\" }}\n")).unwrap_err();
+            assert!(err.to_string().contains("\"a\""), "{bad}: {err}");
+        }
     }
 }

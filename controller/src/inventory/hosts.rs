@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::endpoint::{parse_endpoint, parse_map_endpoint};
-use super::raw::RawHost;
+use super::endpoint::{parse_endpoint, parse_map_endpoint, parse_ssh_target};
+use super::raw::{RawHost, RawHostMap};
 use super::{expand_in, is_valid_name, Host, InventoryError};
 
 /// Every host of the `hosts:` entries in file order, and each host name's position in that list.
@@ -53,6 +53,22 @@ fn expand_host_entry(
         RawHost::Map(map) => &map.address,
     };
     let addresses = expand_in(path, entry, address_pattern)?;
+    let ssh_logins = match raw {
+        RawHost::Map(RawHostMap { ssh: Some(ssh), .. }) => {
+            let logins = expand_in(path, entry, ssh)?;
+            if logins.len() != 1 && logins.len() != names.len() {
+                return Err(InventoryError::AddressCountMismatch {
+                    path: path.to_owned(),
+                    host: entry.to_owned(),
+                    n_hosts: names.len(),
+                    address: ssh.clone(),
+                    n_addresses: logins.len(),
+                });
+            }
+            logins
+        }
+        _ => Vec::new(),
+    };
     // One address is shared by every name (useful with distinct ports); otherwise pair them up.
     if addresses.len() != 1 && addresses.len() != names.len() {
         return Err(InventoryError::AddressCountMismatch {
@@ -81,10 +97,18 @@ fn expand_host_entry(
             RawHost::Map(map) => parse_map_endpoint(text, map.port, default_port),
         }
         .map_err(|bad| bad.into_error(path, &name, text))?;
+        let ssh = match ssh_logins.len() {
+            0 => None,
+            1 => Some(&ssh_logins[0]),
+            _ => Some(&ssh_logins[i]),
+        }
+        .map(|login| parse_ssh_target(login).map_err(|bad| bad.into_error(path, &name, login)))
+        .transpose()?;
         hosts.push(Host {
             name,
             address,
             port,
+            ssh,
         });
     }
     Ok(hosts)

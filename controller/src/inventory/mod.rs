@@ -97,6 +97,18 @@ pub struct Host {
     pub address: String,
     /// The agent's TCP port, never 0.
     pub port: u16,
+    /// Where `ctl bootstrap` reaches the host over SSH, when the inventory says
+    /// (`ssh: user@host:port`); else the host's address, with ssh's own defaults.
+    pub ssh: Option<SshTarget>,
+}
+
+/// A host's SSH login as the inventory gives it: `[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub user: Option<String>,
+    /// An IPv4 or IPv6 literal (IPv6 without brackets) or a DNS name.
+    pub host: String,
+    pub port: Option<u16>,
 }
 
 /// Which hosts an operation targets, as given on the command line.
@@ -113,6 +125,15 @@ pub struct Selection {
 }
 
 impl Host {
+    /// Where ssh reaches the host: the inventory's `ssh:`, else its address.
+    pub fn ssh_target(&self) -> SshTarget {
+        self.ssh.clone().unwrap_or_else(|| SshTarget {
+            user: None,
+            host: self.address.clone(),
+            port: None,
+        })
+    }
+
     /// The `address:port` string to connect to, with IPv6 addresses in brackets
     /// (`127.0.0.1:7001`, `[::1]:7004`).
     pub fn endpoint(&self) -> String {

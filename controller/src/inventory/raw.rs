@@ -44,7 +44,7 @@ pub(super) struct RawDefaults {
     pub(super) known_hosts: Option<PathBuf>,
 }
 
-/// A host's value: `"addr[:port]"` or `{ address, port }`.
+/// A host's value: `"addr[:port]"` or `{ address, port, ssh }`.
 pub(super) enum RawHost {
     Text(String),
     Map(RawHostMap),
@@ -55,6 +55,8 @@ pub(super) enum RawHost {
 pub(super) struct RawHostMap {
     pub(super) address: String,
     pub(super) port: Option<i64>,
+    /// `[user@]host[:port]` for `ctl bootstrap`; ranges expand as in `address`.
+    pub(super) ssh: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawHost {

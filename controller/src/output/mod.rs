@@ -17,4 +17,6 @@ pub mod report;
 
 pub use controls::Controls;
 pub use printer::{Mode, OutputSink, Printer};
-pub use report::{millis, print_ping, print_stdout, print_summary, print_trust, transfer_line};
+pub use report::{
+    millis, print_bootstrap, print_ping, print_stdout, print_summary, print_trust, transfer_line,
+};

@@ -106,9 +106,50 @@ pub fn print_trust(
             KnownHostsChange::Replaced => {
                 "REPLACED (the old line is kept, commented out)".to_owned()
             }
+            KnownHostsChange::Removed => "removed".to_owned(),
             KnownHostsChange::Changed | KnownHostsChange::Revoked => why.to_string(),
         };
         let _ = writeln!(out, "{name}: {key} ({addr}): {said}");
+    }
+    let _ = std::io::stdout().lock().write_all(&out);
+}
+
+/// The `ctl bootstrap` report: per host in target order, what changed on it and whether
+/// its agent answered with the key read over SSH, or why not; or JSON lines. What a host
+/// said (its errors, its agent's version) is shown escaped on a terminal.
+pub fn print_bootstrap(names: &[String], ssh: &[String], outcomes: &[HostOutcome], json: bool) {
+    let controls = Controls::for_ctl_output(false).stdout;
+    let mut out = Vec::new();
+    for ((name, ssh), outcome) in names.iter().zip(ssh).zip(outcomes) {
+        if json {
+            let line = serde_json::json!({
+                "host": name,
+                "ssh": ssh,
+                "status": outcome.status,
+                "changes": outcome.changes,
+                "agent_sha256": outcome.sha256,
+                "agent_version": outcome.agent_version,
+                "host_key": outcome.host_key,
+                "known_hosts": outcome.known_hosts,
+                "duration_ms": millis(outcome.duration),
+                "error": outcome.error,
+            });
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
+        let mut said: Vec<String> = outcome.changes.clone();
+        if let Some(error) = &outcome.error {
+            said.push(error.clone());
+        } else if let Some(key) = &outcome.host_key {
+            let version = outcome.agent_version.as_deref().unwrap_or("?");
+            said.push(format!("agent {version} answers with host key {key}"));
+        }
+        if let Some(change) = outcome.known_hosts {
+            said.push(format!("known_hosts: {}", change.as_str()));
+        }
+        let said = said.join("; ");
+        let said = shown(&said, controls);
+        let _ = writeln!(out, "{name}: {}: {said}", outcome.status.as_str());
     }
     let _ = std::io::stdout().lock().write_all(&out);
 }
