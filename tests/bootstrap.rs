@@ -9,7 +9,7 @@ use std::fs;
 use serde_json::Value;
 
 use crate::sshd::{ssh_flags, SshHost, SshHostOptions};
-use crate::util::{agent_bin, sha256_file, CtlOutput, Fleet};
+use crate::util::{agent_bin, sha256_file, write_identity, CtlOutput, Fleet};
 
 /// The fleet's inventory for `hosts`, with its identity.
 fn write_inventory(fleet: &Fleet, hosts: &[&SshHost]) {
@@ -149,13 +149,41 @@ fn first_install_trusts_the_agents_then_a_second_run_changes_nothing() {
     );
     assert_eq!(known_hosts(&fleet), known);
 
-    // Both runs are in the operation log, with what each host got.
+    // A second operator joins (--operators): only authorized_keys changes, and the agents
+    // keep running (they re-read it), so the new key works at once.
+    let other = write_identity(&fleet.path("keys/other"), "other@test");
+    fs::write(fleet.path("operators"), format!("{other}\n")).unwrap();
+    let operators = fleet.path("operators");
+    let out = bootstrap(&fleet, &["--operators", operators.to_str().unwrap()]);
+    out.assert_code(0);
+    for host in &hosts {
+        let line = &by_host(&out)[&host.name];
+        assert_eq!(line["status"], "ok", "{line}");
+        assert_eq!(
+            line["changes"],
+            serde_json::json!(["write authorized_keys (2 keys)"])
+        );
+        let keys = fs::read_to_string(host.path("/etc/muster/authorized_keys")).unwrap();
+        assert!(keys.lines().any(|line| line == other), "{keys}");
+    }
+    assert_eq!(
+        hosts.iter().map(SshHost::agent_pid).collect::<Vec<_>>(),
+        pids
+    );
+    fleet
+        .ctl("ping")
+        .args(&["-g", "all", "--identity"])
+        .arg_path(&fleet.path("keys/other"))
+        .output()
+        .assert_code(0);
+
+    // Every run is in the operation log, with what each host got.
     let ends: Vec<Value> = fleet
         .audit_records()
         .into_iter()
         .filter(|record| record["kind"] == "bootstrap" && record["event"] == "end")
         .collect();
-    assert_eq!(ends.len(), 3, "dry run, install, unchanged");
+    assert_eq!(ends.len(), 4, "dry run, install, unchanged, operators");
     let install = &ends[1]["results"][0];
     assert_eq!(install["status"], "ok");
     assert!(install["changes"].to_string().contains("install agent"));

@@ -44,7 +44,11 @@ impl Bootstrapped {
 /// Installs or upgrades the agent on `host` as `recipe` says, or with `--dry-run` says
 /// what it would change.
 pub async fn install(recipe: &Recipe, index: usize, host: &Host) -> Bootstrapped {
+    let started = Instant::now();
     let ssh = SshHost::new(&recipe.ssh, host.ssh_target(), index);
+    if let Err(failure) = ssh.connect().await {
+        return Bootstrapped::step_failed(failure, started);
+    }
     let result = install_over(recipe, &ssh, host).await;
     ssh.close().await;
     result
@@ -54,6 +58,9 @@ pub async fn install(recipe: &Recipe, index: usize, host: &Host) -> Bootstrapped
 pub async fn remove(ssh: &SshOptions, dry_run: bool, index: usize, host: &Host) -> HostOutcome {
     let started = Instant::now();
     let ssh = SshHost::new(ssh, host.ssh_target(), index);
+    if let Err(failure) = ssh.connect().await {
+        return Bootstrapped::step_failed(failure, started).outcome;
+    }
     let step = match dry_run {
         true => ssh.run(&remote::probe(), None).await.and_then(|output| {
             let facts = Facts::parse(&output.stdout).map_err(|err| StepFailure {

@@ -2,9 +2,10 @@
 //! `~/.ssh/config`, ssh-agent, jump hosts and ssh's `known_hosts` all work as they do for
 //! the operator, and what ssh says when it fails becomes the host's outcome.
 //!
-//! Every step of one host goes over one SSH connection: the first step opens a master
-//! connection (`ControlMaster`) with a socket in a folder of ctl's own, and the next steps
-//! are sessions inside it, with no new handshake. [`SshHost::close`] ends the master.
+//! Every step of one host goes over one SSH connection: [`SshHost::connect`] opens a master
+//! connection (`ControlMaster`, in the background) with a socket in a folder of ctl's own,
+//! and the steps are sessions inside it, with no new handshake. [`SshHost::close`] ends
+//! the master.
 //! ssh never prompts (`BatchMode=yes`): a host that would ask for a password or a host key
 //! confirmation fails with ssh's own message.
 
@@ -85,6 +86,45 @@ impl<'a> SshHost<'a> {
         text
     }
 
+    /// Opens the master connection: ssh logs in, then stays in the background for the
+    /// steps. Its output goes to a file of its own, not to a pipe of ours, which it would
+    /// hold open for as long as it lives.
+    ///
+    /// # Errors
+    /// ssh could not connect or log in: its own message, and the status it means.
+    pub async fn connect(&self) -> Result<(), StepFailure> {
+        let log = self.control_path.with_extension("log");
+        let failure = |message: String| StepFailure {
+            status: Status::Error,
+            message,
+            stdout: String::new(),
+        };
+        let file = std::fs::File::create(&log)
+            .map_err(|err| failure(format!("cannot create {}: {err}", log.display())))?;
+        let mut command = self.command_with(&["-f", "-N", "-o", "ControlMaster=yes"]);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        let status = command.status().await.map_err(|err| {
+            failure(format!(
+                "cannot run {}: {err}",
+                self.options.program.display()
+            ))
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let said = std::fs::read(&log).unwrap_or_default();
+        let said = String::from_utf8_lossy(&said[..said.len().min(OUTPUT_LIMIT)]).into_owned();
+        Err(StepFailure {
+            status: ssh_failure_status(&said),
+            message: format!("ssh {}: {}", self.describe(), last_lines(&said)),
+            stdout: String::new(),
+        })
+    }
+
     /// Runs `script` with `sh -c` on the host (through `sudo -n` with `--sudo`), feeding
     /// it `stdin` (a file's bytes) or nothing.
     ///
@@ -98,7 +138,7 @@ impl<'a> SshHost<'a> {
             "sh -c"
         };
         let remote = format!("{wrapper} {}", super::remote::quote(script));
-        let mut command = self.command();
+        let mut command = self.command_with(&["-o", "ControlMaster=no"]);
         command
             .arg(&remote)
             .stdin(if stdin.is_some() {
@@ -167,11 +207,7 @@ impl<'a> SshHost<'a> {
         }
     }
 
-    /// `ssh [options] [-l user] [-p port] -- host`, ready for the remote command.
-    fn command(&self) -> Command {
-        self.command_with(&[])
-    }
-
+    /// `ssh LEADING [options] [-l user] [-p port] -- host`, ready for the remote command.
     fn command_with(&self, leading: &[&str]) -> Command {
         let mut command = Command::new(&self.options.program);
         command.args(leading);
@@ -181,7 +217,6 @@ impl<'a> SshHost<'a> {
             format!("ConnectTimeout={timeout}"),
             "ServerAliveInterval=10".to_owned(),
             "ServerAliveCountMax=3".to_owned(),
-            "ControlMaster=auto".to_owned(),
             format!("ControlPath={}", self.control_path.display()),
             "ControlPersist=60".to_owned(),
         ] {
