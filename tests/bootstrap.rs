@@ -9,7 +9,7 @@ use std::fs;
 use serde_json::Value;
 
 use crate::sshd::{ssh_flags, SshHost, SshHostOptions};
-use crate::util::{agent_bin, sha256_file, write_identity, CtlOutput, Fleet};
+use crate::util::{agent_bin, heavy_test, sha256_file, write_identity, CtlOutput, Fleet};
 
 /// The fleet's inventory for `hosts`, with its identity.
 fn write_inventory(fleet: &Fleet, hosts: &[&SshHost]) {
@@ -69,6 +69,7 @@ fn host_state(host: &SshHost) -> Vec<(String, String)> {
 
 #[test]
 fn first_install_trusts_the_agents_then_a_second_run_changes_nothing() {
+    let _alone = heavy_test();
     let fleet = Fleet::new();
     let hosts = [
         SshHost::start(&fleet, "web1", SshHostOptions::default()),
@@ -197,6 +198,7 @@ fn first_install_trusts_the_agents_then_a_second_run_changes_nothing() {
 
 #[test]
 fn an_upgrade_whose_agent_does_not_start_is_rolled_back_and_a_good_one_lands() {
+    let _alone = heavy_test();
     let fleet = Fleet::new();
     let host = SshHost::start(&fleet, "app1", SshHostOptions::default());
     write_inventory(&fleet, &[&host]);
@@ -252,6 +254,7 @@ fn an_upgrade_whose_agent_does_not_start_is_rolled_back_and_a_good_one_lands() {
 
 #[test]
 fn remove_stops_the_agent_and_forgets_its_key() {
+    let _alone = heavy_test();
     let fleet = Fleet::new();
     let host = SshHost::start(&fleet, "db1", SshHostOptions::default());
     write_inventory(&fleet, &[&host]);
@@ -286,6 +289,7 @@ fn remove_stops_the_agent_and_forgets_its_key() {
 
 #[test]
 fn hosts_that_cannot_take_the_agent_are_refused_and_left_as_they_were() {
+    let _alone = heavy_test();
     let fleet = Fleet::new();
     // Tried, one host each: an sshd that does not know our key; a /usr/local/bin with
     // 512 KiB free; a host whose `uname -m` says aarch64; a host with an old glibc.

@@ -342,6 +342,7 @@ const FLOOD_PEAK_RSS_KIB: u64 = 32 * 1024;
 
 #[test]
 fn five_thousand_idle_connections_from_one_source_do_not_starve_a_run() {
+    let _alone = crate::util::heavy_test();
     // Tried: 5,000 connections from 127.0.0.1 (ctl's own address) that send nothing or half
     // a hello and stay open, then a normal run from that address. The agent must drop the
     // older ones to make room, so it holds only a few sockets, stays small, and serves the
@@ -435,6 +436,7 @@ fn flood_from(
 
 #[test]
 fn a_flood_from_another_address_never_drops_a_controller_mid_handshake() {
+    let _alone = crate::util::heavy_test();
     // Tried: a thread connecting from 127.0.0.2 as fast as it can, holding its newest 1,000
     // connections, while ctl (from 127.0.0.1) runs five times. The flooder's source is the
     // one that gives up its oldest, so ctl's handshakes are never cut.

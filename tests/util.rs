@@ -147,6 +147,17 @@ pub fn read_pid_file(path: &Path) -> i32 {
     pid.expect("set when the wait ends")
 }
 
+/// Held by tests that load the machine (a fleet of sshd and ssh processes) and by tests
+/// that measure the agent's memory under a flood, so that neither runs beside the other:
+/// how much a flooded agent holds at its peak depends on how much CPU it gets.
+pub fn heavy_test() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding it leaves it poisoned; the lock still serves.
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys
 
