@@ -1,6 +1,7 @@
 //! What a transfer shows while it runs: on a terminal, one bar for the bytes moved across
 //! all hosts (throughput and ETA) with the hosts' states beside it; elsewhere, or with
-//! `--json`, nothing until each host's result line.
+//! `--json`, nothing until each host's result line. `ctl bootstrap`, whose bytes go
+//! through ssh, shows the same bar counting hosts instead.
 //!
 //! Host tasks report bytes through an atomic counter (no lock on the data path); the bar
 //! reads it on its own schedule.
@@ -15,6 +16,8 @@ use crate::outcome::HostOutcome;
 /// The live display of one transfer.
 pub struct TransferProgress {
     bar: Option<ProgressBar>,
+    /// The bar counts hosts done, not bytes.
+    counts_hosts: bool,
     hosts: usize,
     done: AtomicUsize,
     not_ok: AtomicUsize,
@@ -37,6 +40,29 @@ impl TransferProgress {
         });
         let progress = TransferProgress {
             bar,
+            counts_hosts: false,
+            hosts,
+            done: AtomicUsize::new(0),
+            not_ok: AtomicUsize::new(0),
+        };
+        progress.update_message();
+        progress
+    }
+
+    /// A display that counts `hosts` hosts done, for work whose bytes ctl does not see.
+    pub fn hosts_only(hosts: usize, quiet_bar: bool) -> TransferProgress {
+        let bar = (!quiet_bar && std::io::stderr().is_terminal()).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(hosts as u64), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{bar:30} {elapsed} {msg}")
+                .expect("the template is valid");
+            bar.set_style(style);
+            bar.enable_steady_tick(std::time::Duration::from_millis(500));
+            bar
+        });
+        let progress = TransferProgress {
+            bar,
+            counts_hosts: true,
             hosts,
             done: AtomicUsize::new(0),
             not_ok: AtomicUsize::new(0),
@@ -61,10 +87,7 @@ impl TransferProgress {
 
     /// Records a host's end and prints `line` for it above the bar (or plainly).
     pub fn host_finished(&self, outcome: &HostOutcome, line: &str, to_stdout: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if !outcome.is_ok() {
-            self.not_ok.fetch_add(1, Ordering::Relaxed);
-        }
+        self.host_done(outcome);
         let print = || {
             if to_stdout {
                 crate::output::print_stdout(&format!("{line}\n"));
@@ -75,6 +98,17 @@ impl TransferProgress {
         match &self.bar {
             Some(bar) => bar.suspend(print),
             None => print(),
+        }
+    }
+
+    /// Records a host's end, printing nothing.
+    pub fn host_done(&self, outcome: &HostOutcome) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !outcome.is_ok() {
+            self.not_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (true, Some(bar)) = (self.counts_hosts, &self.bar) {
+            bar.inc(1);
         }
         self.update_message();
     }

@@ -22,6 +22,7 @@ use crate::fanout::fan_out;
 use crate::outcome::{HostOutcome, Status};
 use crate::output;
 use crate::plan;
+use crate::transfer_progress::TransferProgress;
 use crate::trust::{forget_keys, record_keys, Proved};
 
 /// `ctl bootstrap`: see the module docs and the README.
@@ -88,9 +89,13 @@ pub async fn bootstrap(args: BootstrapArgs, log_options: &LogOptions) -> Result<
     let proved: Arc<Mutex<Vec<Option<Proved>>>> =
         Arc::new(Mutex::new(vec![None; logged.targets.len()]));
     let dry_run = args.dry_run;
+    let progress = Arc::new(TransferProgress::hosts_only(
+        logged.targets.len(),
+        args.json,
+    ));
     let mut outcomes = fan_out(&logged.targets, logged.forks, |index, host| {
         let (work, proved, ssh) = (work.clone(), Arc::clone(&proved), Arc::clone(&ssh_options));
-        let cancel = logged.stop.cancel.clone();
+        let (cancel, progress) = (logged.stop.cancel.clone(), Arc::clone(&progress));
         async move {
             let started = Instant::now();
             let steps = async {
@@ -103,7 +108,7 @@ pub async fn bootstrap(args: BootstrapArgs, log_options: &LogOptions) -> Result<
                     }
                 }
             };
-            tokio::select! {
+            let outcome = tokio::select! {
                 outcome = steps => outcome,
                 // Dropping the steps kills their ssh; what a host already placed stays
                 // whole (every file is renamed into place), and a run again finishes it.
@@ -112,10 +117,13 @@ pub async fn bootstrap(args: BootstrapArgs, log_options: &LogOptions) -> Result<
                     "stopped by Ctrl-C; run again to finish this host",
                     started.elapsed(),
                 ),
-            }
+            };
+            progress.host_done(&outcome);
+            outcome
         }
     })
     .await;
+    progress.finish();
     let proved = std::mem::take(&mut *proved.lock().expect("never poisoned"));
 
     let path = logged.connector.trust.path().to_owned();
