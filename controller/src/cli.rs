@@ -478,12 +478,7 @@ pub struct LogVerifyArgs {
 
 /// A login name ssh takes as a value and no remote shell reads as syntax.
 fn parse_ssh_user(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && !text.starts_with('-')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    match ok {
+    match crate::inventory::is_login_name(text) {
         true => Ok(text.to_owned()),
         false => Err("a login name: letters, digits, '.', '_' and '-'".to_owned()),
     }

@@ -94,15 +94,8 @@ pub(super) fn parse_ssh_target(text: &str) -> Result<SshTarget, BadEndpoint> {
         Some((user, rest)) => (Some(user), rest),
         None => (None, text),
     };
-    if let Some(user) = user {
-        let ok = !user.is_empty()
-            && !user.starts_with('-')
-            && user
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok {
-            return Err(BadEndpoint::Address);
-        }
+    if user.is_some_and(|user| !is_login_name(user)) {
+        return Err(BadEndpoint::Address);
     }
     // The agent's default port stands in for "none given", then is taken back out.
     const NONE: u16 = 0;
@@ -112,6 +105,16 @@ pub(super) fn parse_ssh_target(text: &str) -> Result<SshTarget, BadEndpoint> {
         host,
         port: (port != NONE).then_some(port),
     })
+}
+
+/// A login name ssh takes as a value and no remote shell reads as syntax: letters,
+/// digits, `.`, `_` and `-`, not starting with `-`.
+pub fn is_login_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn parse_port(text: &str) -> Result<u16, BadEndpoint> {

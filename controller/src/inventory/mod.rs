@@ -62,6 +62,7 @@ mod selection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use endpoint::is_login_name;
 pub use error::{InventoryError, NameKind};
 
 use endpoint::to_port;
