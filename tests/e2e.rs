@@ -66,3 +66,7 @@ mod sshd;
 // `ctl bootstrap` over real SSH: install, unchanged, upgrade and rollback, remove, and
 // hosts refused before anything changes (SSH key, space, architecture, glibc).
 mod bootstrap;
+
+// `ctl completions` and `ctl man`: every subcommand covered, scripts that parse, pages
+// that man reads.
+mod reference;

@@ -59,6 +59,10 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Review the operation log: list operations, show one, or verify the chain.
     Log(LogArgs),
+    /// Print the shell completion script for SHELL to stdout.
+    Completions(CompletionsArgs),
+    /// Write the man pages, ctl.1 and one per subcommand (ctl-run.1, ...), to DIR.
+    Man(ManArgs),
 }
 
 /// Which hosts to act on.
@@ -357,6 +361,21 @@ pub enum ServiceArg {
 pub enum AgentAddressArg {
     Any,
     Inventory,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash (source it, or put it in /etc/bash_completion.d/ctl), zsh (as
+    /// `_ctl` in a folder of $fpath), fish (in ~/.config/fish/completions/ctl.fish).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The folder to write into (made if missing).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -59,6 +59,8 @@ fn main() -> ExitCode {
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
             Command::Log(args) => commands::log(args, &cli.log),
+            Command::Completions(args) => commands::completions(&args),
+            Command::Man(args) => commands::man(&args),
         }
     });
     // Host tasks may still be parked on dead sockets after Ctrl-C twice; do not wait for them.
