@@ -23,7 +23,7 @@ fn an_unknown_group_exits_2_and_suggests_the_near_name() {
 
     let out = run_group(&fleet, "wbe");
 
-    out.assert_stderr_has("unknown group \"wbe\"")
+    out.assert_stderr_has("unknown host or group \"wbe\"")
         .assert_stderr_has("did you mean \"web\"");
 }
 

@@ -64,6 +64,56 @@ fn host_in_two_selected_groups_is_contacted_once() {
 }
 
 #[test]
+fn a_target_expression_runs_on_exactly_the_hosts_it_names() {
+    let fleet = Fleet::new();
+    let agents: Vec<_> = (0..4).map(|_| fleet.agent()).collect();
+    let names = ["web1", "web2", "db1", "db2"];
+    let entries: Vec<_> = names
+        .iter()
+        .zip(&agents)
+        .map(|(n, a)| (*n, a.addr()))
+        .collect();
+    fleet.write_inventory(
+        &entries,
+        &[
+            ("web", &["web1", "web2"]),
+            ("db", &["db1", "db2"]),
+            ("prod", &["web1", "db1", "db2"]),
+        ],
+    );
+    let run = |expression: &str| {
+        let out = fleet
+            .ctl("run")
+            .args(&["-g", expression, "echo on"])
+            .output();
+        out.assert_code(0);
+        out.sorted_stdout_lines()
+    };
+    // Tried: union, intersection, difference, a range, a regular expression, a file.
+    assert_eq!(run("web:db:&prod:!db2"), ["db1: on", "web1: on"]);
+    assert_eq!(run("!web"), ["db1: on", "db2: on"]);
+    assert_eq!(run("web[1:2]:&~1$"), ["web1: on"]);
+    let file = fleet.path("tonight");
+    fs::write(&file, "# tonight's hosts\ndb\n!db1\nweb2\n").unwrap();
+    assert_eq!(
+        run(&format!("@{}", file.display())),
+        ["db2: on", "web2: on"]
+    );
+    // `ctl hosts` shows the same selection without contacting anyone.
+    let hosts = fleet
+        .ctl("hosts")
+        .args(&["-g", "web:db:&prod:!db2"])
+        .output();
+    hosts.assert_code(0);
+    let listed: Vec<String> = hosts
+        .stdout()
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listed, ["web1", "db1"]);
+}
+
+#[test]
 fn output_is_streamed_while_the_command_runs() {
     let fleet = Fleet::new();
     let web1 = fleet.agent();

@@ -68,13 +68,10 @@ pub enum Command {
 /// Which hosts to act on.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Hosts of these groups (repeatable, or comma-separated; `all` is every host).
-    #[arg(
-        short = 'g',
-        long = "group",
-        value_name = "GROUP",
-        value_delimiter = ','
-    )]
+    /// A target expression (repeatable; the union): groups and hosts joined by `:` or `,`
+    /// (union), `:&` (and also in), `:!` (but not); `all`, ranges like web[01:20],
+    /// `~REGEX` on host names, `@FILE` (a term per line). E.g. `web:&prod:!web3`.
+    #[arg(short = 'g', long = "group", value_name = "EXPR")]
     pub groups: Vec<String>,
 
     /// These hosts (repeatable, or comma-separated; ranges like web[01:04] expand).

@@ -20,8 +20,6 @@ use super::ALL_GROUP;
 pub enum NameKind {
     /// A host name.
     Host,
-    /// A group name (including `all`).
-    Group,
     /// Either a host or a group name.
     HostOrGroup,
 }
@@ -30,7 +28,6 @@ impl fmt::Display for NameKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             NameKind::Host => "host",
-            NameKind::Group => "group",
             NameKind::HostOrGroup => "host or group",
         })
     }
@@ -197,6 +194,20 @@ pub enum InventoryError {
         path: PathBuf,
         /// The groups along the loop; the first name is repeated at the end.
         cycle: Vec<String>,
+    },
+    /// A target expression (`-g`) with a term that cannot be read.
+    #[error("target expression {expression:?}: {part:?}: {reason}")]
+    BadExpression {
+        expression: String,
+        /// The term at fault, as written.
+        part: String,
+        reason: String,
+    },
+    /// An error about one term of a target expression (an unknown name, a bad range).
+    #[error("target expression {expression:?}: {error}")]
+    InExpression {
+        expression: String,
+        error: Box<InventoryError>,
     },
     /// A selection names a host or group the inventory does not have.
     #[error(

@@ -56,6 +56,7 @@ mod error;
 mod fixtures;
 mod groups;
 mod hosts;
+mod pattern;
 mod raw;
 mod selection;
 

@@ -1,8 +1,9 @@
 //! Resolving a [`Selection`] (`--group`, `--host`, `--exclude`) against a loaded inventory:
 //! which hosts an operation targets, each once, in file order.
 //!
-//! Names may carry ranges, and each is looked up as its flag says: `-g` names a group (or
-//! `all`), `-H` a host, `--exclude` either (which is why a group may not share a host's name).
+//! Names may carry ranges, and each is looked up as its flag says: `-g` takes a target
+//! expression ([`super::pattern`]), `-H` a host, `--exclude` a host or a group (which is why
+//! a group may not share a host's name).
 //! An unknown name is an error with a suggestion, never silently skipped.
 
 use super::error::suggest;
@@ -24,8 +25,12 @@ impl Inventory {
             return Ok(Vec::new());
         }
         let mut chosen = vec![false; self.hosts.len()];
+        for expression in &sel.groups {
+            for (chosen, picked) in chosen.iter_mut().zip(self.evaluate(expression)?) {
+                *chosen |= picked;
+            }
+        }
         let lists = [
-            (&sel.groups, NameKind::Group, true),
             (&sel.hosts, NameKind::Host, true),
             (&sel.exclude, NameKind::HostOrGroup, false),
         ];
@@ -55,7 +60,6 @@ impl Inventory {
             };
             let hit = match kind {
                 NameKind::Host => as_host(),
-                NameKind::Group => as_group(),
                 NameKind::HostOrGroup => as_host().or_else(as_group),
             };
             let Some(indices) = hit else {
@@ -66,12 +70,11 @@ impl Inventory {
         Ok(found)
     }
 
-    fn unknown_name(&self, kind: NameKind, name: String) -> InventoryError {
+    pub(super) fn unknown_name(&self, kind: NameKind, name: String) -> InventoryError {
         let hosts = self.host_index.keys().map(String::as_str);
         let groups = self.group_names().chain([ALL_GROUP]);
         let suggestion = match kind {
             NameKind::Host => suggest(&name, hosts),
-            NameKind::Group => suggest(&name, groups),
             NameKind::HostOrGroup => suggest(&name, hosts.chain(groups)),
         };
         InventoryError::UnknownName {
@@ -146,7 +149,8 @@ mod tests {
         let err = inv.select(&sel).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "/etc/muster/inventory.yaml: unknown group \"wbe\" (did you mean \"web\"?)"
+            "target expression \"wbe\": /etc/muster/inventory.yaml: unknown host or group \"wbe\" \
+             (did you mean \"web\"?)"
         );
         let sel = Selection {
             hosts: strings(&["web3"]),
@@ -170,22 +174,8 @@ mod tests {
     }
 
     #[test]
-    fn a_host_is_not_a_group_in_selection() {
+    fn a_host_name_is_a_term_of_a_target_expression() {
         let inv = load(EXAMPLE);
-        let sel = Selection {
-            groups: strings(&["web1"]),
-            ..Selection::default()
-        };
-        let err = inv.select(&sel).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InventoryError::UnknownName {
-                    kind: NameKind::Group,
-                    ..
-                }
-            ),
-            "got {err:?}"
-        );
+        assert_eq!(select(&inv, &["web1"], &[], &[]), ["web1"]);
     }
 }
