@@ -171,9 +171,7 @@ fn parse(expression: &str, depth: usize) -> Result<Vec<Term>, InventoryError> {
             atom,
         });
         match next {
-            Some(next) if next.is_empty() => {
-                return Err(bad(expression, "ends with a separator".into()))
-            }
+            Some("") => return Err(bad(expression, "ends with a separator".into())),
             Some(next) => rest = next,
             None => break,
         }
