@@ -70,3 +70,7 @@ mod bootstrap;
 // `ctl completions` and `ctl man`: every subcommand covered, scripts that parse, pages
 // that man reads.
 mod reference;
+
+// Rollouts of `ctl run`: --batch windows, --canary, --max-fail (no host starts after the
+// budget is spent; the rest are `skipped`), --order random:SEED.
+mod rollout;

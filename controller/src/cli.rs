@@ -129,6 +129,47 @@ pub struct ConnectArgs {
     pub silence_timeout: f64,
 }
 
+/// How the targets start: all at once (the default), or as a rollout.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// At most N hosts (or N% of the targets) in flight; the next starts as soon as one
+    /// ends. --forks still caps it.
+    #[arg(long, value_name = "N|N%")]
+    pub batch: Option<crate::rollout::Limit>,
+
+    /// Run on the first N hosts alone; start the others only if every one of them is ok.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub canary: usize,
+
+    /// Once more than N hosts (or N% of the targets) are not ok, start no other host;
+    /// those never started are `skipped`.
+    #[arg(long, value_name = "N|N%")]
+    pub max_fail: Option<crate::rollout::Limit>,
+
+    /// Pause SECS after each host ends before the next starts.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub batch_wait: Option<f64>,
+
+    /// The order hosts start in: inventory, random, or random:SEED (repeatable).
+    #[arg(long, value_name = "ORDER", default_value = "inventory")]
+    pub order: crate::rollout::Order,
+}
+
+impl RolloutArgs {
+    pub fn rollout(&self) -> crate::rollout::Rollout {
+        crate::rollout::Rollout {
+            batch: self.batch,
+            canary: self.canary,
+            max_fail: self.max_fail,
+            batch_wait: self.batch_wait.map_or(
+                std::time::Duration::ZERO,
+                std::time::Duration::from_secs_f64,
+            ),
+            order: self.order,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -136,6 +177,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
 
     /// Kill the command's whole process group on a host after SECS; the host is `timeout`.
     #[arg(short = 't', long, value_name = "SECS", value_parser = parse_seconds)]
@@ -185,6 +229,9 @@ pub struct PushArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+
     /// Where to put it on the hosts: a relative path is inside the agent's files folder; an
     /// existing directory receives DEST/<name> (as scp does). Default: the source's name.
     #[arg(short = 'd', long, value_name = "PATH")]
@@ -218,6 +265,9 @@ pub struct PullArgs {
 
     #[command(flatten)]
     pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
 
     /// Local folder that receives DEST/<host>/<name> for each host.
     #[arg(short = 'd', long, default_value = ".", value_name = "DIR")]

@@ -16,6 +16,7 @@ mod log_view;
 mod outcome;
 mod output;
 mod plan;
+mod rollout;
 mod source_hash;
 mod stream_pair;
 mod transfer_progress;

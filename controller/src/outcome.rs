@@ -20,6 +20,8 @@ pub enum Status {
     Timeout,
     /// Stopped by Ctrl-C on `ctl`.
     Cancelled,
+    /// Never started: a canary was not ok, or more hosts failed than `--max-fail` allows.
+    Skipped,
     /// No TCP connection could be made in time.
     Unreachable,
     /// Connected, but the two sides hold different keys.
@@ -42,6 +44,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Timeout => "timeout",
             Status::Cancelled => "cancelled",
+            Status::Skipped => "skipped",
             Status::Unreachable => "unreachable",
             Status::AuthFailed => "auth_failed",
             Status::Error => "error",

@@ -16,7 +16,8 @@ use crate::audit::{Kind, Operation};
 use crate::cli::{LogOptions, RunArgs};
 use crate::client;
 use crate::client::run::HostOutput;
-use crate::fanout::fan_out;
+use crate::fanout::fan_out_rolling;
+use crate::outcome::Status;
 use crate::output::{Controls, Mode, Printer};
 use crate::stream_pair::StreamPair;
 
@@ -47,7 +48,8 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
 
     let keep_bytes = args.keep_output;
     let started = Instant::now();
-    let outcomes = fan_out(&logged.targets, logged.forks, |index, host| {
+    let rollout = args.rollout.rollout();
+    let outcomes = fan_out_rolling(&logged.targets, logged.forks, &rollout, |index, host| {
         let (connector, sink, stop, exec, kept_slots) = (
             logged.connector.clone(),
             printer.sink(index),
@@ -68,6 +70,12 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
         }
     })
     .await;
+    // Hosts never started still end in the output (--json, --gather).
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if outcome.status == Status::Skipped {
+            printer.sink(index).done(outcome).await;
+        }
+    }
     printer.finish();
     let wall = started.elapsed();
     // A host whose task panicked kept nothing.

@@ -20,11 +20,12 @@ use crate::audit::{Kind, Operation};
 use crate::cli::{ConnectArgs, LogOptions, PullArgs, PushArgs, TargetArgs};
 use crate::client::push::PushJob;
 use crate::client::{self, Connector, Stop};
-use crate::fanout::fan_out;
+use crate::fanout::fan_out_rolling;
 use crate::inventory::Host;
 use crate::local_tree::LocalTree;
-use crate::outcome::HostOutcome;
+use crate::outcome::{HostOutcome, Status};
 use crate::output;
+use crate::rollout::Rollout;
 use crate::transfer_progress::TransferProgress;
 
 /// `ctl push`.
@@ -43,6 +44,7 @@ pub async fn push(args: PushArgs, log_options: &LogOptions) -> Result<Exit> {
         },
         json: args.json,
         bytes_per_host: tree.total_bytes(),
+        rollout: args.rollout.rollout(),
     };
     let job = Arc::new(PushJob {
         dest: plan.record.destination.clone(),
@@ -75,6 +77,7 @@ pub async fn pull(args: PullArgs, log_options: &LogOptions) -> Result<Exit> {
         },
         json: args.json,
         bytes_per_host: 0,
+        rollout: args.rollout.rollout(),
     };
     let transfer = Transfer::begin(&args.targets, &args.connect, log_options, plan)?;
     let (remote, recursive, dest) = (Arc::new(args.remote), args.recursive, args.dest);
@@ -102,6 +105,7 @@ struct TransferPlan {
     json: bool,
     /// Known up front for a push; 0 for a pull, whose sizes arrive with the data.
     bytes_per_host: u64,
+    rollout: Rollout,
 }
 
 /// A push or pull whose start record is written: its targets, its progress display, and
@@ -111,6 +115,7 @@ struct Transfer {
     record: TransferRecord,
     progress: Arc<TransferProgress>,
     json: bool,
+    rollout: Rollout,
     started: Instant,
 }
 
@@ -135,6 +140,7 @@ impl Transfer {
             record: plan.record,
             progress,
             json: plan.json,
+            rollout: plan.rollout,
             started: Instant::now(),
         })
     }
@@ -148,7 +154,7 @@ impl Transfer {
     {
         let logged = &self.logged;
         let json = self.json;
-        let outcomes = fan_out(&logged.targets, logged.forks, |_, host| {
+        let outcomes = fan_out_rolling(&logged.targets, logged.forks, &self.rollout, |_, host| {
             let name = host.name.clone();
             let work = job(
                 logged.connector.clone(),
@@ -165,6 +171,13 @@ impl Transfer {
             }
         })
         .await;
+        // Hosts never started get their line too.
+        for (host, outcome) in logged.targets.iter().zip(&outcomes) {
+            if outcome.status == Status::Skipped {
+                let (line, to_stdout) = output::transfer_line(&host.name, outcome, json);
+                self.progress.host_finished(outcome, &line, to_stdout);
+            }
+        }
         self.progress.finish();
         outcomes
     }
