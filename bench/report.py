@@ -23,12 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 TOOL_ORDER = [
-    "muster", "muster-prev", "pdsh", "pdsh-fN", "pssh", "clush", "ansible-raw", "ansible-command",
+    "muster", "muster-prev", "muster-batch50", "muster-wave50", "pdsh", "pdsh-fN", "pssh", "clush", "ansible-raw", "ansible-command",
     "ssh-loop", "ssh-mux-loop", "ssh-mux-xargs", "floor",
 ]
 TOOL_LABEL = {
     "muster": "muster `ctl run`",
     "muster-prev": "muster `ctl run`, previous build (MUSTER_PREV_BIN)",
+    "muster-batch50": "muster `ctl run --batch 50` (all N hosts, 50 at a time)",
+    "muster-wave50": "muster `ctl run` on 50 of the N hosts (one wave)",
     "pdsh": "pdsh -R ssh (default fanout 32)",
     "pdsh-fN": "pdsh -R ssh -f N",
     "pssh": "parallel-ssh -p N",

@@ -82,7 +82,7 @@ MUSTER_PREV_REV=${MUSTER_PREV_REV:-}
 PREV_PORT=${PREV_PORT:-7071}
 PREV=""                                           # "muster-prev" when MUSTER_PREV_BIN is given
 [ -n "$MUSTER_PREV_BIN" ] && PREV=muster-prev
-ALL_TOOLS="muster $PREV pdsh pdsh-fN pssh clush ansible-raw ansible-command ssh-loop ssh-mux-loop ssh-mux-xargs floor"
+ALL_TOOLS="muster $PREV muster-batch50 muster-wave50 pdsh pdsh-fN pssh clush ansible-raw ansible-command ssh-loop ssh-mux-loop ssh-mux-xargs floor"
 TOOLS=${TOOLS:-$ALL_TOOLS}
 CMDS=${CMDS:-true uname}
 SAMPLE_TIMEOUT=${SAMPLE_TIMEOUT:-300}
@@ -372,6 +372,9 @@ tool_cmdline() {  # tool cmd n -> the shell command line the sample runs
   case $tool in
     muster) echo "$CTL run -i $d/inventory.yaml -g all --log-dir $RUN/logs '$c'" ;;
     muster-prev) echo "$CTL_PREV run -i $d/inventory-prev.yaml -g all --log-dir $RUN/logs-prev '$c'" ;;
+    # Issue 15: a rollout in windows of 50, against one wave of 50 hosts alone.
+    muster-batch50) echo "$CTL run -i $d/inventory.yaml -g all --batch 50 --log-dir $RUN/logs '$c'" ;;
+    muster-wave50) echo "$CTL run -i $d/inventory.yaml -g 'h[1:50]' --log-dir $RUN/logs '$c'" ;;
     pdsh) echo "pdsh -R ssh -l $BENCH_USER -w ^$d/hosts '$c'" ;;
     pdsh-fN) echo "pdsh -R ssh -l $BENCH_USER -f $n -w ^$d/hosts '$c'" ;;
     pssh) echo "parallel-ssh -h $d/hosts -l $BENCH_USER -x '-F $SSHCFG' -p $n -i '$c'" ;;
@@ -394,7 +397,9 @@ validate() {
   local tool=$1 cmd=$2 n=$3 rc=$4 out=$5 err=$6 got
   [ "$rc" = 0 ] || { echo "exit $rc"; return; }
   case $tool in
-    muster | muster-prev)
+    muster-wave50)
+      grep -q "^ctl: 50 hosts in .*: 50 ok\$" "$err" || { echo "summary is not '50 ok'"; return; } ;;
+    muster | muster-prev | muster-batch50)
       grep -q "^ctl: $n hosts in .*: $n ok\$" "$err" || { echo "summary is not '$n ok'"; return; }
       if [ "$cmd" = uname ]; then
         got=$(grep -c '^h[0-9]*: ' "$out" || true)
@@ -812,9 +817,9 @@ for n in $NS; do [ "$n" -gt "$maxn" ] && maxn=$n; done
 t_start=$EPOCHREALTIME
 if [ "$maxn" -gt 0 ] && has_phase run; then
   need_sshd=0
-  for t in $TOOLS; do case $t in muster | muster-prev | floor) ;; *) need_sshd=1 ;; esac; done
+  for t in $TOOLS; do case $t in muster* | floor) ;; *) need_sshd=1 ;; esac; done
   [ "$need_sshd" = 1 ] && start_sshds "$maxn"
-  has_tool muster && start_agents "$maxn"
+  { has_tool muster || has_tool muster-batch50 || has_tool muster-wave50; } && start_agents "$maxn"
   has_tool muster-prev && start_agents prev "$maxn"
   for n in $NS; do
     for t in $ALL_TOOLS; do has_tool "$t" && echo "N=$n $t: $(tool_cmdline "$t" true "$n")" >>"$RUN/cmdlines.txt"; done
