@@ -374,7 +374,7 @@ tool_cmdline() {  # tool cmd n -> the shell command line the sample runs
     muster-prev) echo "$CTL_PREV run -i $d/inventory-prev.yaml -g all --log-dir $RUN/logs-prev '$c'" ;;
     # Issue 15: a rollout in windows of 50, against one wave of 50 hosts alone.
     muster-batch50) echo "$CTL run -i $d/inventory.yaml -g all --batch 50 --log-dir $RUN/logs '$c'" ;;
-    muster-wave50) echo "$CTL run -i $d/inventory.yaml -g 'h[1:50]' --log-dir $RUN/logs '$c'" ;;
+    muster-wave50) echo "$CTL run -i $d/inventory.yaml -g 'h[00001:00050]' --log-dir $RUN/logs '$c'" ;;
     pdsh) echo "pdsh -R ssh -l $BENCH_USER -w ^$d/hosts '$c'" ;;
     pdsh-fN) echo "pdsh -R ssh -l $BENCH_USER -f $n -w ^$d/hosts '$c'" ;;
     pssh) echo "parallel-ssh -h $d/hosts -l $BENCH_USER -x '-F $SSHCFG' -p $n -i '$c'" ;;

@@ -22,7 +22,7 @@ groups:
   db: ["h[$((half + 1)):$N]"]
   canary: [h1, h2, h3]
 INV
-for expression in 'all:!web' 'web:db:&~5$:!canary' "h[1:$half]:!h7"; do
+for expression in 'all:!web' 'web:db:!canary:&~5$' "h[1:$half]:!h7"; do
   times=()
   for round in $(seq 0 "$R"); do
     t0=$EPOCHREALTIME
