@@ -114,6 +114,56 @@ fn a_target_expression_runs_on_exactly_the_hosts_it_names() {
 }
 
 #[test]
+fn outdir_writes_each_hosts_streams_to_its_own_files() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent_builder().env("HOST", "web1").start();
+    let web2 = fleet.agent_builder().env("HOST", "web2").start();
+    fleet.write_inventory(&[("web1", web1.addr()), ("web2", web2.addr())], &[]);
+    let outdir = fleet.path("out/today");
+    // Each host prints 8 MiB on stdout (every byte must reach the file) and a line on
+    // stderr; the folder does not exist yet.
+    let cmd = "head -c 8388608 /dev/zero | tr '\\0' x; echo \"$HOST err\" >&2; exit 0";
+    let out = fleet
+        .ctl("run")
+        .args(&[
+            "-g",
+            "all",
+            "--outdir",
+            outdir.to_str().unwrap(),
+            "--json",
+            cmd,
+        ])
+        .output();
+    out.assert_code(0);
+    for host in ["web1", "web2"] {
+        let stdout = fs::read(outdir.join(format!("{host}.out"))).unwrap();
+        assert_eq!(stdout.len(), 8 * 1024 * 1024, "{host}.out");
+        assert!(stdout.iter().all(|&b| b == b'x'));
+        let stderr = fs::read_to_string(outdir.join(format!("{host}.err"))).unwrap();
+        assert_eq!(stderr, format!("{host} err\n"));
+        assert_eq!(
+            crate::util::mode_of(&outdir.join(format!("{host}.err"))),
+            0o600
+        );
+    }
+    // Tried: an --outdir that cannot be made (a file is in the way): exit 2, nothing run.
+    let blocked = fleet.path("blocked");
+    fs::write(&blocked, "").unwrap();
+    let out = fleet
+        .ctl("run")
+        .args(&[
+            "-g",
+            "all",
+            "--outdir",
+            blocked.join("x").to_str().unwrap(),
+            "true",
+        ])
+        .output();
+    out.assert_code(2);
+    assert!(out.stderr.contains("--outdir"), "{}", out.stderr);
+}
+
+#[test]
 fn output_is_streamed_while_the_command_runs() {
     let fleet = Fleet::new();
     let web1 = fleet.agent();

@@ -193,6 +193,11 @@ pub struct RunArgs {
     #[arg(short = 'b', long)]
     pub gather: bool,
 
+    /// Also write each host's stdout and stderr to DIR/<host>.out and DIR/<host>.err as
+    /// they arrive (made anew, mode 0600; DIR is made if missing).
+    #[arg(long, value_name = "DIR")]
+    pub outdir: Option<std::path::PathBuf>,
+
     /// Write hosts' output byte for byte even on a terminal. By default, on a terminal,
     /// control characters other than tab are shown escaped (\x1b, \r), so no host can
     /// move the cursor, forge other hosts' lines or retitle the terminal.

@@ -14,6 +14,7 @@ use super::{protocol_error, sleep_until, Connector, Stop, Stream};
 use crate::audit::kept::Capture;
 use crate::inventory::Host;
 use crate::outcome::{HostOutcome, Status};
+use crate::output::outdir::HostFiles;
 use crate::output::OutputSink;
 use crate::stream_pair::StreamPair;
 
@@ -49,10 +50,12 @@ pub async fn run(
     .with_host_key(host_key)
 }
 
-/// Where one host's output goes: its kept copy and the printer.
+/// Where one host's output goes: its kept copy, the printer, and with `--outdir` its
+/// files.
 pub struct HostOutput<'a> {
     pub kept: &'a mut StreamPair<Capture>,
     pub sink: &'a OutputSink,
+    pub files: Option<&'a mut HostFiles>,
 }
 
 /// Reads the agent's replies until the command's `Exit`, passing output on; on Ctrl-C asks
@@ -90,6 +93,9 @@ async fn follow_command(
         match packet {
             Ok((Packet::Output(stream, bytes), charge)) => {
                 output.kept.get_mut(stream).push(&bytes);
+                if let Some(files) = output.files.as_deref_mut() {
+                    files.write(stream, &bytes);
+                }
                 output.sink.show(stream, bytes, charge).await;
             }
             Ok((Packet::Control(Reply::Started { .. } | Reply::Heartbeat), _)) => {}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::message::Request;
 
 use super::operation::LoggedOperation;
@@ -18,12 +18,19 @@ use crate::client;
 use crate::client::run::HostOutput;
 use crate::fanout::fan_out_rolling;
 use crate::outcome::Status;
+use crate::output::outdir::HostFiles;
 use crate::output::{Controls, Mode, Printer};
 use crate::stream_pair::StreamPair;
 
 /// `ctl run`: the command on every target, output streamed, start and end logged.
 pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     let command = args.command.join(" ");
+    if let Some(dir) = &args.outdir {
+        // Before the start record: a folder that cannot be made stops the run (exit 2).
+        common::private_file::create_private_dir(dir)
+            .with_context(|| format!("cannot make the --outdir folder {}", dir.display()))?;
+    }
+    let outdir = args.outdir.clone().map(Arc::new);
     let op = Operation::new(Kind::Run, Some(command.clone()));
     let logged = LoggedOperation::begin(&args.targets, &args.connect, log_options, op)?;
     let mode = match (args.json, args.gather) {
@@ -50,18 +57,21 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     let started = Instant::now();
     let rollout = args.rollout.rollout();
     let outcomes = fan_out_rolling(&logged.targets, logged.forks, &rollout, |index, host| {
-        let (connector, sink, stop, exec, kept_slots) = (
+        let (connector, sink, stop, exec, kept_slots, outdir) = (
             logged.connector.clone(),
             printer.sink(index),
             logged.stop.clone(),
             exec.clone(),
             kept_slots.clone(),
+            outdir.clone(),
         );
         async move {
             let mut kept = StreamPair::from_fn(|_| Capture::new(keep_bytes));
+            let mut files = outdir.map(|dir| HostFiles::create(&dir, &host.name));
             let output = HostOutput {
                 kept: &mut kept,
                 sink: &sink,
+                files: files.as_mut(),
             };
             let outcome = client::run::run(&connector, &host, exec, output, &stop).await;
             sink.done(&outcome).await;

@@ -6,12 +6,14 @@
 //! - [`capped`]: the per-host copy that `--json` and `--gather` hold until a host (or the
 //!   operation) ends, capped by `--max-output`.
 //! - [`report`]: per-host results of pings and transfers, the closing summary.
+//! - [`outdir`]: `--outdir`, each host's output also written to files as it arrives.
 //!
 //! Showing output is all this module does. Keeping output for the operation log is
 //! [`crate::audit::kept`]'s, fed by the host's task before the chunk gets here.
 
 pub mod capped;
 pub mod controls;
+pub mod outdir;
 pub mod printer;
 pub mod report;
 
