@@ -164,6 +164,54 @@ fn outdir_writes_each_hosts_streams_to_its_own_files() {
 }
 
 #[test]
+fn env_and_chdir_reach_the_command_and_a_missing_folder_runs_nothing() {
+    let fleet = Fleet::new();
+    let web1 = fleet.agent();
+    fleet.write_inventory(&[("web1", web1.addr())], &[]);
+    let dir = fleet.path("srv app");
+    fs::create_dir(&dir).unwrap();
+    let out = fleet
+        .ctl("run")
+        .args(&["-g", "all", "-e", "DEPLOY=blue green", "-e", "LANG=C", "-C"])
+        .arg_path(&dir)
+        .args(&["echo \"$DEPLOY|$LANG|$(pwd)\""])
+        .output();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout(),
+        format!("web1: blue green|C|{}\n", dir.display())
+    );
+
+    // Tried: a folder that does not exist; the command must not run anywhere.
+    let marker = fleet.path("ran");
+    let out = fleet
+        .ctl("run")
+        .args(&["-g", "all", "--json", "-C", "/nonexistent/muster"])
+        .args(&[&format!("touch '{}'", marker.display())])
+        .output();
+    out.assert_code(1);
+    let line = &out.json_by_host()["web1"];
+    assert_eq!(line["status"], "error", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start the command in /nonexistent/muster"),
+        "{line}"
+    );
+    assert!(!marker.exists(), "the command ran without its folder");
+
+    // Tried: names a shell cannot hold, and the op id the agent sets: exit 2, nothing run.
+    for bad in ["1BAD=x", "A-B=x", "MUSTER_OP_ID=forged", "NOVALUE"] {
+        fleet
+            .ctl("run")
+            .args(&["-g", "all", "-e", bad, "true"])
+            .output()
+            .assert_code(2);
+    }
+}
+
+#[test]
 fn output_is_streamed_while_the_command_runs() {
     let fleet = Fleet::new();
     let web1 = fleet.agent();

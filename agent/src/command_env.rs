@@ -19,8 +19,7 @@ use std::ffi::OsString;
 
 /// `PATH` for commands: the usual system folders, none writable by ordinary users.
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The variable that carries the operation id into the command.
-pub const OP_ID_VAR: &str = "MUSTER_OP_ID";
+pub use common::command_vars::OP_ID_VAR;
 /// Variables passed on from the agent's environment when it has them.
 const FROM_AGENT: [&str; 2] = ["LANG", "LC_ALL"];
 
@@ -78,28 +77,6 @@ pub fn base_env(
     env
 }
 
-/// Parses a `--command-env NAME=VALUE` flag.
-///
-/// # Errors
-/// No `=`, a name that is not a shell variable name, or `MUSTER_OP_ID` (set per command).
-pub fn parse_pair(text: &str) -> Result<(String, String), String> {
-    let Some((name, value)) = text.split_once('=') else {
-        return Err(format!("expected NAME=VALUE, got {text:?}"));
-    };
-    let mut chars = name.chars();
-    let is_name = chars
-        .next()
-        .is_some_and(|first| first == '_' || first.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
-    if !is_name {
-        return Err(format!("{name:?} is not a variable name"));
-    }
-    if name == OP_ID_VAR {
-        return Err(format!("{OP_ID_VAR} is set by the agent for each command"));
-    }
-    Ok((name.to_owned(), value.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,14 +129,5 @@ mod tests {
         let env = names_and_values(&base_env(&account, |_| None, &[]));
         let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["PATH", "HOME", "SHELL"]);
-    }
-
-    #[test]
-    fn command_env_flags_are_checked() {
-        assert_eq!(parse_pair("A_1=x=y"), Ok(("A_1".into(), "x=y".into())));
-        assert_eq!(parse_pair("EMPTY="), Ok(("EMPTY".into(), String::new())));
-        for bad in ["NOVALUE", "=x", "1A=x", "A-B=x", "MUSTER_OP_ID=x"] {
-            assert!(parse_pair(bad).is_err(), "{bad}");
-        }
     }
 }

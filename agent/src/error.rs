@@ -92,6 +92,17 @@ pub enum Refusal {
     /// The shell could not be started.
     #[error("cannot start sh: {0}")]
     CannotStart(io::Error),
+    /// A variable the controller asked for cannot be set (`ctl run -e`).
+    #[error("cannot set the variable: {0}")]
+    BadVariable(String),
+    /// The folder the command was to start in cannot be entered (`ctl run -C`).
+    #[error("cannot start the command in {}: {source}", path.display())]
+    NoWorkingFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// A push's folder is missing and `mkdir` was not asked for.
     #[error("the folder {} does not exist (push with --mkdir to create it)", .0.display())]
     NoFolder(PathBuf),

@@ -110,7 +110,7 @@ struct Args {
     /// Set this variable for every command (repeatable). Commands get a fixed, minimal
     /// environment, not the agent's: PATH, HOME, USER, LOGNAME, SHELL, LANG and LC_ALL
     /// (when the agent has them), MUSTER_OP_ID, and these.
-    #[arg(long, value_name = "NAME=VALUE", value_parser = command_env::parse_pair)]
+    #[arg(long, value_name = "NAME=VALUE", value_parser = common::command_vars::parse_pair)]
     command_env: Vec<(String, String)>,
 
     /// More diagnostics (-v debug, -vv trace); RUST_LOG overrides.

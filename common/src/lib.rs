@@ -25,6 +25,7 @@ pub mod atomic_file;
 pub mod byte_budget;
 pub mod channel;
 pub mod chunk_reader;
+pub mod command_vars;
 pub mod diagnostics_file;
 pub mod digest;
 pub mod folder;

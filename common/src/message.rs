@@ -47,6 +47,13 @@ pub enum Request {
         /// controller's operation log.
         #[serde(default)]
         op_id: Option<String>,
+        /// More variables for the command (`ctl run -e`), set after the agent's own; see
+        /// [`crate::command_vars`] for what a name may be.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<(String, String)>,
+        /// The folder the command starts in (`ctl run -C`); the agent's own without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
     },
     /// Stop the running command: its process group gets SIGTERM, then SIGKILL after a grace
     /// period. The agent still answers the pending `Exec` with [`Reply::Exit`].
@@ -355,6 +362,8 @@ mod tests {
             command: "uptime".into(),
             timeout_ms: Some(5000),
             op_id: Some("01J0000000000000000000000".into()),
+            env: vec![("DEPLOY".into(), "blue".into())],
+            cwd: Some("/srv/app".into()),
         });
         assert_eq!(round_trip(&exec), exec);
         let exit = Packet::Control(Reply::Exit {
@@ -431,13 +440,20 @@ mod properties {
     fn request() -> impl Strategy<Value = Request> {
         prop_oneof![
             Just(Request::Ping),
-            (text(), any::<Option<u64>>(), proptest::option::of(text())).prop_map(
-                |(command, timeout_ms, op_id)| Request::Exec {
+            (
+                text(),
+                any::<Option<u64>>(),
+                proptest::option::of(text()),
+                proptest::collection::vec((text(), text()), 0..3),
+                proptest::option::of(text())
+            )
+                .prop_map(|(command, timeout_ms, op_id, env, cwd)| Request::Exec {
                     command,
                     timeout_ms,
-                    op_id
-                }
-            ),
+                    op_id,
+                    env,
+                    cwd,
+                }),
             Just(Request::Cancel),
             put_file().prop_map(Request::PutFile),
             text().prop_map(|sha256| Request::PutEnd { sha256 }),

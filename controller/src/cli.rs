@@ -181,6 +181,17 @@ pub struct RunArgs {
     #[command(flatten)]
     pub rollout: RolloutArgs,
 
+    /// Set this variable for the command on every host (repeatable), after the agent's own
+    /// (PATH may be replaced; MUSTER_OP_ID may not).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE",
+          value_parser = common::command_vars::parse_pair)]
+    pub env: Vec<(String, String)>,
+
+    /// Start the command in DIR on every host (relative: to the agent's working folder); a
+    /// host without DIR is `error` and nothing runs there.
+    #[arg(short = 'C', long = "chdir", value_name = "DIR")]
+    pub chdir: Option<String>,
+
     /// Kill the command's whole process group on a host after SECS; the host is `timeout`.
     #[arg(short = 't', long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,

@@ -131,6 +131,8 @@ fn requests() -> Vec<Packet<Request>> {
             command: "uptime".into(),
             timeout_ms: Some(5000),
             op_id: Some("01J0000000000000000000000".into()),
+            env: vec![("DEPLOY".into(), "blue".into())],
+            cwd: Some("/srv/app".into()),
         },
         Request::Cancel,
         Request::PutFile(put),

@@ -37,6 +37,10 @@ pub struct Exec {
     pub timeout: Option<Duration>,
     /// The controller's operation id, for the logs.
     pub op_id: Option<String>,
+    /// Variables set after the agent's own (`ctl run -e`).
+    pub env: Vec<(String, String)>,
+    /// The folder to start in (`ctl run -C`); relative to the agent's working folder.
+    pub cwd: Option<String>,
 }
 
 impl Exec {
@@ -68,8 +72,23 @@ impl Exec {
             kill_grace: config.kill_grace,
             send_timeout: config.idle_timeout,
         };
-        let mut child = spawn(&self.command, &config.command_env, self.op_id.as_deref())
-            .map_err(Refusal::CannotStart)?;
+        if let Some(why) = self
+            .env
+            .iter()
+            .find_map(|(name, value)| common::command_vars::refusal(name, value))
+        {
+            return Err(Refusal::BadVariable(why).into());
+        }
+        // Checked first so the refusal names the folder; sh itself would say only that it
+        // could not be started. The command runs as the agent's user, so where it starts
+        // is no boundary of ours.
+        if let Some(cwd) = &self.cwd {
+            if let Err(source) = std::fs::read_dir(cwd) {
+                let path = cwd.into();
+                return Err(Refusal::NoWorkingFolder { path, source }.into());
+            }
+        }
+        let mut child = spawn(&self, &config.command_env).map_err(Refusal::CannotStart)?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let group = ProcessGroup::new(pid, limits.kill_grace);
         tracing::Span::current().record("pid", pid);
@@ -123,25 +142,26 @@ struct Limits {
     send_timeout: Duration,
 }
 
-/// Starts `/bin/sh -c command` with `env` and nothing else of the agent's environment (see
-/// [`crate::command_env`]). Descriptors are not handled here: every one the agent holds is
+/// Starts `/bin/sh -c COMMAND` with `env`, then the request's own variables, and nothing
+/// else of the agent's environment (see [`crate::command_env`]), in the request's folder. Descriptors are not handled here: every one the agent holds is
 /// close-on-exec (see [`crate::descriptors`]).
 ///
 /// The shell is named by its path: with a bare `sh` and a `PATH` of the command's own,
 /// the standard library cannot use `posix_spawn` (which would search the agent's `PATH`)
 /// and forks the whole agent instead, copying its page tables for every command.
-fn spawn(
-    command: &str,
-    env: &[(OsString, OsString)],
-    op_id: Option<&str>,
-) -> std::io::Result<Child> {
+fn spawn(exec: &Exec, env: &[(OsString, OsString)]) -> std::io::Result<Child> {
     let mut sh = Command::new(SHELL);
-    sh.env_clear().envs(env.iter().cloned());
-    if let Some(op_id) = op_id {
+    sh.env_clear()
+        .envs(env.iter().cloned())
+        .envs(exec.env.iter().map(|(name, value)| (name, value)));
+    if let Some(op_id) = &exec.op_id {
         sh.env(OP_ID_VAR, op_id);
     }
+    if let Some(cwd) = &exec.cwd {
+        sh.current_dir(cwd);
+    }
     sh.arg("-c")
-        .arg(command)
+        .arg(&exec.command)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -299,16 +319,29 @@ async fn sleep_until(at: Option<Instant>) {
 mod tests {
     use super::*;
 
+    fn exec(command: &str, op_id: Option<&str>) -> Exec {
+        Exec {
+            command: command.into(),
+            timeout: None,
+            op_id: op_id.map(str::to_owned),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
     #[tokio::test]
     async fn an_op_id_with_a_nul_is_refused_not_a_panic() {
-        let err = spawn("true", &[], Some("op\0id")).expect_err("a NUL cannot reach the env");
+        let err =
+            spawn(&exec("true", Some("op\0id")), &[]).expect_err("a NUL cannot reach the env");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }
 
     #[tokio::test]
     async fn the_command_gets_only_the_given_environment() {
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-        let child = spawn("env", &env, Some("01OPID")).expect("can start sh");
+        let mut request = exec("env", Some("01OPID"));
+        request.env = vec![("DEPLOY".into(), "blue".into())];
+        let child = spawn(&request, &env).expect("can start sh");
         let out = child.wait_with_output().await.expect("sh runs");
         let text = String::from_utf8(out.stdout).unwrap();
         let names: Vec<&str> = text
@@ -319,7 +352,8 @@ mod tests {
         let shells_own = ["PWD", "SHLVL", "_"];
         let mut others: Vec<&&str> = names.iter().filter(|n| !shells_own.contains(n)).collect();
         others.sort_unstable();
-        assert_eq!(others, [&"MUSTER_OP_ID", &"PATH"], "{text}");
+        assert_eq!(others, [&"DEPLOY", &"MUSTER_OP_ID", &"PATH"], "{text}");
         assert!(text.contains("MUSTER_OP_ID=01OPID\n"), "{text}");
+        assert!(text.contains("DEPLOY=blue\n"), "{text}");
     }
 }

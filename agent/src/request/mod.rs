@@ -59,10 +59,14 @@ impl Action {
                 command,
                 timeout_ms,
                 op_id,
+                env,
+                cwd,
             }) => Action::Exec(exec::Exec {
                 command,
                 timeout: timeout_ms.map(Duration::from_millis),
                 op_id,
+                env,
+                cwd,
             }),
             Packet::Control(Request::Cancel) => return Ok(None),
             Packet::Control(Request::PutFile(request)) => {
@@ -200,6 +204,8 @@ mod tests {
             command: "true".into(),
             timeout_ms: Some(1500),
             op_id: None,
+            env: Vec::new(),
+            cwd: None,
         });
         let Ok(Some(Action::Exec(exec))) = Action::from_packet(exec) else {
             panic!("an exec request is an exec action");

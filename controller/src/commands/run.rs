@@ -51,6 +51,8 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
         command,
         timeout_ms: args.timeout.map(|secs| (secs * 1000.0).ceil() as u64),
         op_id: Some(logged.op.op_id.clone()),
+        env: args.env.clone(),
+        cwd: args.chdir.clone(),
     };
 
     let keep_bytes = args.keep_output;
