@@ -187,3 +187,70 @@ fn a_seeded_random_order_is_repeatable() {
         .output()
         .assert_code(2);
 }
+
+#[test]
+fn rerun_repeats_an_operation_on_its_hosts_that_were_not_ok() {
+    let names = ["h1", "h2", "h3"];
+    let (fleet, _agents) = fleet_of(&names);
+    let fixed = fleet.path("fixed");
+    // h2 fails until the file `fixed` exists.
+    let cmd = format!(
+        "echo \"$HOST\" >> '{}'; [ \"$HOST\" != h2 ] || [ -f '{}' ]",
+        fleet.path("started").display(),
+        fixed.display()
+    );
+    let first = fleet.ctl("run").args(&["-g", "all", &cmd]).output();
+    first.assert_code(1);
+    let first_id = fleet.audit_records()[0]["op_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first.stderr.contains(&format!("ctl rerun {first_id}")),
+        "the summary does not say how to retry: {}",
+        first.stderr
+    );
+
+    // Still broken: the rerun fails again on h2 alone; a rerun of that rerun repeats the
+    // same command, again on h2 alone.
+    let _ = fs::remove_file(fleet.path("started"));
+    fleet.ctl_plain().args(&["rerun"]).output().assert_code(1);
+    assert_eq!(started(&fleet), ["h2"]);
+    fs::write(&fixed, "").unwrap();
+    let _ = fs::remove_file(fleet.path("started"));
+    fleet
+        .ctl_plain()
+        .args(&["rerun", "last"])
+        .output()
+        .assert_code(0);
+    assert_eq!(started(&fleet), ["h2"]);
+    let records = fleet.audit_records();
+    let last_start = records
+        .iter()
+        .rev()
+        .find(|record| record["event"] == "start")
+        .unwrap();
+    assert!(last_start["reruns"].is_string(), "{last_start}");
+    assert_eq!(last_start["command"], cmd.as_str());
+
+    // Every host was ok in the last one: nothing to do.
+    let out = fleet.ctl_plain().args(&["rerun"]).output();
+    out.assert_code(0);
+    assert!(out.stderr.contains("nothing to rerun"), "{}", out.stderr);
+    // --all repeats the first operation on all its hosts.
+    let _ = fs::remove_file(fleet.path("started"));
+    fleet
+        .ctl_plain()
+        .args(&["rerun", &first_id[..10], "--all"])
+        .output()
+        .assert_code(0);
+    let mut all = started(&fleet);
+    all.sort();
+    assert_eq!(all, names);
+    // Tried: an id no operation has.
+    fleet
+        .ctl_plain()
+        .args(&["rerun", "01ZZZZZZZZ"])
+        .output()
+        .assert_code(2);
+}

@@ -36,6 +36,10 @@ pub struct LogOptions {
         value_name = "DIR"
     )]
     pub log_dir: PathBuf,
+
+    /// Set by `ctl rerun` for the operation it starts: the one it repeats.
+    #[arg(skip)]
+    pub reruns: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +63,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Review the operation log: list operations, show one, or verify the chain.
     Log(LogArgs),
+    /// Repeat a run, push or pull on its hosts that were not ok (or with --all on all).
+    Rerun(RerunArgs),
     /// Print the shell completion script for SHELL to stdout.
     Completions(CompletionsArgs),
     /// Write the man pages, ctl.1 and one per subcommand (ctl-run.1, ...), to DIR.
@@ -424,6 +430,18 @@ pub enum ServiceArg {
 pub enum AgentAddressArg {
     Any,
     Inventory,
+}
+
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// The operation: its id, a unique prefix of it, or `last` (the newest run, push or
+    /// pull in the log).
+    #[arg(default_value = "last", value_name = "OP_ID|last")]
+    pub op: String,
+
+    /// On every host of the operation, not only those that were not ok.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

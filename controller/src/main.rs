@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     // Operations that write the operation log also keep ctl's diagnostics beside it.
     let diagnostics_dir = matches!(
         cli.command,
-        Command::Run(_) | Command::Push(_) | Command::Pull(_) | Command::Bootstrap(_)
+        Command::Run(_)
+            | Command::Push(_)
+            | Command::Pull(_)
+            | Command::Bootstrap(_)
+            | Command::Rerun(_)
     )
     .then_some(cli.log.log_dir.as_path());
     let _log_guard = init_logging(cli.verbose, cli.quiet, diagnostics_dir);
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             Command::Hosts(args) => commands::hosts(args),
             Command::Keygen(args) => commands::keygen(args),
             Command::Log(args) => commands::log(args, &cli.log),
+            Command::Rerun(args) => commands::rerun(args, &cli.log).await,
             Command::Completions(args) => commands::completions(&args),
             Command::Man(args) => commands::man(&args),
         }

@@ -48,6 +48,9 @@ pub struct Record {
     pub command: Option<String>,
     /// `ctl`'s own command line, as typed.
     pub argv: Vec<String>,
+    /// `ctl rerun`: the operation this one repeats (on its hosts that were not ok).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reruns: Option<String>,
     /// Push and pull: what was transferred where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferRecord>,
@@ -243,6 +246,8 @@ pub struct Operation {
     pub transfer: Option<TransferRecord>,
     pub bootstrap: Option<BootstrapRecord>,
     pub argv: Vec<String>,
+    /// `ctl rerun`: the operation this one repeats.
+    pub reruns: Option<String>,
     user: String,
     origin: String,
 }
@@ -257,6 +262,7 @@ impl Operation {
             transfer: None,
             bootstrap: None,
             argv: std::env::args().collect(),
+            reruns: None,
             user: current_user(),
             origin: nix::unistd::gethostname()
                 .map(|name| name.to_string_lossy().into_owned())
@@ -343,6 +349,7 @@ impl Operation {
             kind: self.kind,
             command: self.command.clone(),
             argv: self.argv.clone(),
+            reruns: self.reruns.clone(),
             transfer,
             bootstrap: self.bootstrap.clone(),
             targets: None,

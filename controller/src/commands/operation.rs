@@ -11,10 +11,11 @@ use common::identity::keys::Identity;
 
 use super::Exit;
 use crate::audit::record::OperationEnd;
-use crate::audit::{AuditLog, Operation};
+use crate::audit::{AuditLog, Kind, Operation};
 use crate::cli::{ConnectArgs, LogOptions, TargetArgs};
 use crate::client::{Connector, Stop};
 use crate::inventory::Host;
+use crate::outcome::HostOutcome;
 use crate::output;
 use crate::plan::{self, Plan};
 
@@ -55,8 +56,9 @@ impl LoggedOperation {
     pub fn begin_planned(
         plan: Plan,
         log_options: &LogOptions,
-        op: Operation,
+        mut op: Operation,
     ) -> Result<LoggedOperation> {
+        op.reruns.clone_from(&log_options.reruns);
         let log = AuditLog::open(&log_options.log_dir)?;
         log.append(
             &op.start_record(&plan.targets, &plan.groups_of),
@@ -87,6 +89,13 @@ impl LoggedOperation {
     /// Prints the summary, writes the end record and returns the exit status.
     pub fn end(self, end: OperationEnd) -> Exit {
         output::print_summary(&self.names, end.outcomes, end.wall);
+        let repeatable = matches!(self.op.kind, Kind::Run | Kind::Push | Kind::Pull);
+        if repeatable && !end.outcomes.iter().all(HostOutcome::is_ok) {
+            eprintln!(
+                "ctl: to retry the hosts not ok: ctl rerun {}",
+                self.op.op_id
+            );
+        }
         let interrupted = self.stop.cancel.is_cancelled();
         let record = self.op.end_record(&self.targets, &end, interrupted);
         if let Err(err) = self.log.append(&record, &self.signer) {
