@@ -254,3 +254,26 @@ fn rerun_repeats_an_operation_on_its_hosts_that_were_not_ok() {
         .output()
         .assert_code(2);
 }
+
+#[test]
+fn gather_diff_shows_how_the_odd_host_differs() {
+    let (fleet, _agents) = fleet_of(&["h1", "h2", "h3"]);
+    let cmd = "echo x=1; if [ \"$HOST\" = h2 ]; then echo y=3; else echo y=2; fi";
+    let out = fleet
+        .ctl("run")
+        .args(&["-g", "all", "--gather", "--diff", cmd])
+        .output();
+    out.assert_code(0);
+    let text = out.stdout();
+    assert!(text.contains("h1,h3 (2)\n"), "{text}");
+    assert!(
+        text.contains("--- h1,h3\n+++ h2\n@@ -1,2 +1,2 @@\n x=1\n-y=2\n+y=3\n"),
+        "{text}"
+    );
+    // Tried: --diff without --gather.
+    fleet
+        .ctl("run")
+        .args(&["-g", "all", "--diff", "true"])
+        .output()
+        .assert_code(2);
+}

@@ -210,6 +210,11 @@ pub struct RunArgs {
     #[arg(short = 'b', long)]
     pub gather: bool,
 
+    /// With --gather: show the output most hosts gave in full, and each other one as a
+    /// unified diff against it.
+    #[arg(long, requires = "gather")]
+    pub diff: bool,
+
     /// Also write each host's stdout and stderr to DIR/<host>.out and DIR/<host>.err as
     /// they arrive (made anew, mode 0600; DIR is made if missing).
     #[arg(long, value_name = "DIR")]

@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs, log_options: &LogOptions) -> Result<Exit> {
     let logged = LoggedOperation::begin(&args.targets, &args.connect, log_options, op)?;
     let mode = match (args.json, args.gather) {
         (true, _) => Mode::Json,
-        (false, true) => Mode::Gather,
+        (false, true) => Mode::Gather { diff: args.diff },
         (false, false) => Mode::Lines,
     };
     let printer = Printer::start(

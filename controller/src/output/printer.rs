@@ -51,8 +51,10 @@ pub enum Mode {
     Lines,
     /// One JSON object per host on stdout when that host finishes.
     Json,
-    /// stdout collected and shown once per distinct output at the end; stderr live.
-    Gather,
+    /// stdout collected and shown once per distinct output at the end; stderr live. With
+    /// `diff`, the most common output is shown whole and each other one as a unified diff
+    /// against it.
+    Gather { diff: bool },
 }
 
 enum Event {
@@ -198,8 +200,8 @@ fn print_events(
         }
         pending.write_out();
     }
-    if mode == Mode::Gather {
-        print_gathered(&hosts, pending.controls.stdout, &mut pending.out);
+    if let Mode::Gather { diff } = mode {
+        print_gathered(&hosts, pending.controls.stdout, diff, &mut pending.out);
         pending.write_out();
     }
 }
@@ -214,8 +216,8 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
         } => {
             let buffers = &mut hosts[host];
             let held = match (mode, stream) {
-                (Mode::Json, _) | (Mode::Gather, Stream::Stdout) => true,
-                (Mode::Lines, _) | (Mode::Gather, Stream::Stderr) => false,
+                (Mode::Json, _) | (Mode::Gather { .. }, Stream::Stdout) => true,
+                (Mode::Lines, _) | (Mode::Gather { .. }, Stream::Stderr) => false,
             };
             if held {
                 buffers.held.get_mut(stream).push(&bytes);
@@ -235,7 +237,7 @@ fn handle(event: Event, mode: Mode, hosts: &mut [HostBuffers], pending: &mut Pen
             buffers.flush_partial(Stream::Stderr, controls.stderr, &mut pending.err);
             match mode {
                 Mode::Json => json_line(buffers, &outcome, &mut pending.out),
-                Mode::Lines | Mode::Gather => {
+                Mode::Lines | Mode::Gather { .. } => {
                     host_note(&buffers.name, &outcome, controls.stderr, &mut pending.err);
                 }
             }
@@ -284,7 +286,7 @@ impl Pending {
 impl HostBuffers {
     fn new(name: String, mode: Mode, max_output: usize) -> HostBuffers {
         let held = match mode {
-            Mode::Gather => StreamPair {
+            Mode::Gather { .. } => StreamPair {
                 stdout: CappedOutput::with_digest(max_output),
                 stderr: CappedOutput::new(0),
             },
@@ -412,8 +414,10 @@ fn host_note(host: &str, outcome: &HostOutcome, controls: Controls, err: &mut Ve
 }
 
 /// Prints each distinct stdout once, under the hosts that printed it, clush -b style, with
-/// its control characters shown as `controls` says.
-fn print_gathered(hosts: &[HostBuffers], controls: Controls, out: &mut Vec<u8>) {
+/// its control characters shown as `controls` says. With `diff`, the output most hosts
+/// printed comes first, whole, and each other one as a unified diff against it (clush
+/// `--diff`).
+fn print_gathered(hosts: &[HostBuffers], controls: Controls, diff: bool, out: &mut Vec<u8>) {
     let mut groups: Vec<(&CappedOutput, Vec<&str>)> = Vec::new();
     let mut group_of: HashMap<OutputIdentity<'_>, usize> = HashMap::new();
     for host in hosts {
@@ -427,13 +431,27 @@ fn print_gathered(hosts: &[HostBuffers], controls: Controls, out: &mut Vec<u8>) 
         });
         groups[index].1.push(&host.name);
     }
-    for (stdout, names) in groups {
+    if diff {
+        // Most hosts first; among equals, the order they were first seen in.
+        groups.sort_by_key(|(_, names)| std::cmp::Reverse(names.len()));
+    }
+    let reference = groups
+        .first()
+        .map(|(stdout, names)| (stdout.to_text(), names.join(",")));
+    for (position, (stdout, names)) in groups.iter().enumerate() {
         let header = format!("{} ({})", names.join(","), names.len());
         let rule = "-".repeat(header.len().clamp(15, 79));
         let _ = writeln!(out, "{rule}\n{header}\n{rule}");
         let text = stdout.to_text();
-        show_text(&text, controls, out);
-        if !text.ends_with('\n') {
+        let shown_text = match (&reference, diff && position > 0) {
+            (Some((common, common_hosts)), true) => similar::TextDiff::from_lines(common, &text)
+                .unified_diff()
+                .header(common_hosts, &names.join(","))
+                .to_string(),
+            _ => text,
+        };
+        show_text(&shown_text, controls, out);
+        if !shown_text.ends_with('\n') {
             out.push(b'\n');
         }
     }
@@ -448,7 +466,7 @@ mod tests {
     }
 
     fn gathering(name: &str, stdout: &str) -> HostBuffers {
-        let mut host = HostBuffers::new(name.into(), Mode::Gather, 1024);
+        let mut host = HostBuffers::new(name.into(), Mode::Gather { diff: false }, 1024);
         host.held.stdout.push(stdout.as_bytes());
         host
     }
@@ -534,12 +552,32 @@ mod tests {
             gathering("d", ""),
         ];
         let mut out = Vec::new();
-        print_gathered(&hosts, Controls::Raw, &mut out);
+        print_gathered(&hosts, Controls::Raw, false, &mut out);
         let text = String::from_utf8(out).unwrap();
         let rule = "-".repeat(15);
         assert_eq!(
             text,
             format!("{rule}\na,c (2)\n{rule}\nsame\n{rule}\nb (1)\n{rule}\nother\n")
+        );
+    }
+
+    #[test]
+    fn gather_diff_shows_the_common_output_whole_and_the_others_as_diffs() {
+        let hosts = vec![
+            gathering("a", "x=1\ny=2\n"),
+            gathering("b", "x=1\ny=3\n"),
+            gathering("c", "x=1\ny=2\n"),
+        ];
+        let mut out = Vec::new();
+        print_gathered(&hosts, Controls::Raw, true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let rule = "-".repeat(15);
+        assert_eq!(
+            text,
+            format!(
+                "{rule}\na,c (2)\n{rule}\nx=1\ny=2\n{rule}\nb (1)\n{rule}\n\
+                 --- a,c\n+++ b\n@@ -1,2 +1,2 @@\n x=1\n-y=2\n+y=3\n"
+            )
         );
     }
 
@@ -582,7 +620,7 @@ mod tests {
     fn gathered_blocks_and_host_notes_are_escaped_on_a_terminal() {
         let hosts = vec![gathering("a", "x\x1b[2Jy\nz\n")];
         let mut out = Vec::new();
-        print_gathered(&hosts, Controls::Escaped, &mut out);
+        print_gathered(&hosts, Controls::Escaped, false, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("\nx\\x1b[2Jy\nz\n"), "{text:?}");
 
