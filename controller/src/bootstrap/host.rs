@@ -10,7 +10,7 @@ use common::digest::sha256_hex;
 use common::identity::keys::PublicKey;
 
 use super::remote::{self, Facts, Install, Service};
-use super::ssh::{SshHost, SshOptions, StepFailure, StepOutput};
+use super::ssh::{SshHost, SshOptions, StepFailure};
 use super::Recipe;
 use crate::client::{ping, HostKeyPolicy};
 use crate::inventory::Host;
@@ -151,11 +151,10 @@ async fn install_over(recipe: &Recipe, ssh: &SshHost<'_>, host: &Host) -> Bootst
                     remote::value_of(&output.stdout, "host_key")
                         .unwrap_or_default()
                         .to_owned(),
-                    replaced(&output),
+                    replaced(&output.stdout),
                 ),
                 Err(failure) => {
-                    let upgraded = failure.stdout.lines().any(|line| line == "binary=replaced");
-                    if upgraded && facts.agent_sha256.is_some() {
+                    if replaced(&failure.stdout) && facts.agent_sha256.is_some() {
                         let why = format!("the new agent did not start: {}", failure.message);
                         return roll_back(recipe, ssh, host, service, why, started).await;
                     }
@@ -253,9 +252,10 @@ async fn roll_back(
     }
 }
 
-/// Whether the install step put a new binary in place.
-fn replaced(output: &StepOutput) -> bool {
-    output.stdout.lines().any(|line| line == "binary=replaced")
+/// Whether the install step, by what it printed, put a new binary in place (also when it
+/// failed later).
+fn replaced(stdout: &str) -> bool {
+    stdout.lines().any(|line| line == "binary=replaced")
 }
 
 /// Pings the agent of `host`, accepting only `key`. A just-started agent may not listen

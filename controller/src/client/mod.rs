@@ -113,11 +113,7 @@ impl Connector {
         first: Option<Packet<Request>>,
     ) -> Connected {
         let (channel, presented, _) = self.open(host, started, first.as_ref()).await?;
-        let fingerprint = presented
-            .get()
-            .map(|key| key.fingerprint())
-            .unwrap_or_default();
-        Ok((channel, fingerprint))
+        Ok((channel, fingerprint_of(&presented)))
     }
 
     /// The key the agent of `host` presents, proved in a full handshake, and the address
@@ -249,6 +245,14 @@ impl Connector {
             connected = self.connect(host, started, first) => connected,
         }
     }
+}
+
+/// The fingerprint of the key an agent presented (empty when it presented none).
+fn fingerprint_of(presented: &PresentedKey) -> String {
+    presented
+        .get()
+        .map(|key| key.fingerprint())
+        .unwrap_or_default()
 }
 
 /// Why a transfer with one host stopped, before its duration is known.

@@ -27,13 +27,9 @@ pub async fn ping_at(connector: &Connector, host: &Host) -> (HostOutcome, Option
         Ok(opened) => opened,
         Err(outcome) => return (outcome, None),
     };
-    let fingerprint = presented
-        .get()
-        .map(|key| key.fingerprint())
-        .unwrap_or_default();
     let outcome = round_trip(&mut channel, connector, started)
         .await
-        .with_host_key(fingerprint);
+        .with_host_key(super::fingerprint_of(&presented));
     (outcome, Some(peer))
 }
 
